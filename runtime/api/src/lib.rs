@@ -1,0 +1,116 @@
+//! The `Function` resource (`apiVersion: wasmfn.dev/v1alpha1`, `kind: Function`).
+//!
+//! This crate is the single definition of the schema: `wasmfn up` reads it from YAML files, the node's admin
+//! API reads it from JSON or YAML, and the operator reads it from the cluster. Parsing is strict: unknown
+//! fields are rejected with the path of the offending field.
+//!
+//! ```
+//! let f = wasmfn_api::Function::from_yaml(r#"
+//! apiVersion: wasmfn.dev/v1alpha1
+//! kind: Function
+//! metadata: { name: hello }
+//! spec:
+//!   component: ./hello.wasm
+//!   scaling: { maxConcurrency: 8, queueTimeout: 2s }
+//!   limits: { memory: 64Mi }
+//! "#).unwrap();
+//! assert_eq!(f.metadata.namespace, "default");
+//! assert_eq!(f.spec.limits.memory.bytes(), 64 << 20);
+//! ```
+
+mod quantity;
+mod spec;
+
+pub use quantity::Quantity;
+pub use spec::*;
+
+use serde::de::DeserializeOwned;
+
+/// The API group and version of every wasmfn resource.
+pub const API_VERSION: &str = "wasmfn.dev/v1alpha1";
+/// The kind of the function resource.
+pub const KIND: &str = "Function";
+
+/// Why a manifest was rejected. The message names the field or the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The document does not parse, or a field is unknown or has the wrong type.
+    #[error("invalid manifest at `{path}`: {message}")]
+    Parse {
+        /// Dotted path of the field, e.g. `spec.scaling.maxConcurency`, or `.` for the document.
+        path: String,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// The document parses but breaks a rule (a name, a limit, a route).
+    #[error("invalid manifest: {field}: {message}")]
+    Invalid {
+        /// The field that breaks the rule.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ManifestError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ManifestError::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+fn parse_doc<'de, T: DeserializeOwned, D: serde::Deserializer<'de>>(de: D) -> Result<T, ManifestError> {
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        ManifestError::Parse { path, message: e.into_inner().to_string() }
+    })
+}
+
+impl Function {
+    /// Parses and validates one `Function` from YAML (JSON is YAML too).
+    pub fn from_yaml(text: &str) -> Result<Function, ManifestError> {
+        let mut all = Self::all_from_yaml(text)?;
+        match all.len() {
+            1 => Ok(all.remove(0)),
+            0 => Err(ManifestError::invalid(".", "the document is empty")),
+            n => Err(ManifestError::invalid(".", format!("expected one Function, found {n} documents"))),
+        }
+    }
+
+    /// Parses and validates every `Function` in a multi-document YAML stream (`---` separated).
+    pub fn all_from_yaml(text: &str) -> Result<Vec<Function>, ManifestError> {
+        let mut out = Vec::new();
+        for doc in serde_yaml_ng::Deserializer::from_str(text) {
+            let f: Function = parse_doc(doc)?;
+            f.validate()?;
+            out.push(f);
+        }
+        Ok(out)
+    }
+
+    /// Parses and validates one `Function` from JSON.
+    pub fn from_json(text: &str) -> Result<Function, ManifestError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let f: Function = parse_doc(&mut de)?;
+        f.validate()?;
+        Ok(f)
+    }
+
+    /// A new function with default settings for `component`.
+    pub fn new(namespace: &str, name: &str, component: &str) -> Function {
+        Function {
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
+            metadata: ObjectMeta { name: name.into(), namespace: namespace.into(), ..Default::default() },
+            spec: FunctionSpec { component: Some(component.into()), ..Default::default() },
+            status: None,
+        }
+    }
+
+    /// `namespace/name`, the function's key in a node's table.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.metadata.namespace, self.metadata.name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

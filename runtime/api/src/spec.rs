@@ -1,0 +1,259 @@
+//! The resource's fields and their rules.
+
+use crate::{API_VERSION, KIND, ManifestError, Quantity};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A serverless function: a Wasm component that handles `wasi:http` requests, and how to run it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Function {
+    /// Always `wasmfn.dev/v1alpha1`.
+    pub api_version: String,
+    /// Always `Function`.
+    pub kind: String,
+    /// Name, namespace, labels and annotations.
+    pub metadata: ObjectMeta,
+    /// What to run and how.
+    #[serde(default)]
+    pub spec: FunctionSpec,
+    /// What the node or the operator observed; ignored on input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<FunctionStatus>,
+}
+
+/// The identifying part of a resource, a subset of Kubernetes' `ObjectMeta`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectMeta {
+    /// DNS label (lowercase alphanumerics and `-`, at most 63 characters).
+    pub name: String,
+    /// DNS label; `default` when absent.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+/// The desired state of a function.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// The component: a local `.wasm` path (relative to the manifest's folder) or `sha256:<hex>`, the digest
+    /// of a component already uploaded to the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// Environment variables the guest sees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Concurrency and queueing per node.
+    #[serde(default)]
+    pub scaling: Scaling,
+    /// Per-request limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Extra path prefixes routed to this function, besides `/<namespace>/<name>/` and the host name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+}
+
+/// One environment variable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Variable value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// How many requests a function serves at once on one node, and how many may wait.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scaling {
+    /// Hard limit of concurrent requests (instances) per node; 0 means only the node's capacity limits it
+    /// (Knative's `containerConcurrency: 0`).
+    #[serde(default)]
+    pub max_concurrency: u32,
+    /// Requests that may wait for a free slot; more get 503.
+    #[serde(default = "Scaling::default_max_queue")]
+    pub max_queue: u32,
+    /// How long a request may wait for a slot before it gets 503.
+    #[serde(default = "Scaling::default_queue_timeout", with = "humantime_serde")]
+    pub queue_timeout: Duration,
+}
+
+impl Scaling {
+    fn default_max_queue() -> u32 {
+        100
+    }
+    fn default_queue_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Scaling {
+            max_concurrency: 0,
+            max_queue: Self::default_max_queue(),
+            queue_timeout: Self::default_queue_timeout(),
+        }
+    }
+}
+
+/// Limits applied to every request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock limit of one request; past it the guest is interrupted and the client gets 504.
+    #[serde(default = "Limits::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Linear memory one instance may grow to (Kubernetes quantity, e.g. `128Mi`).
+    #[serde(default = "Limits::default_memory")]
+    pub memory: Quantity,
+    /// Largest request body accepted; larger ones get 413 without reaching the guest.
+    #[serde(default = "Limits::default_max_request_body")]
+    pub max_request_body: Quantity,
+}
+
+impl Limits {
+    fn default_timeout() -> Duration {
+        Duration::from_secs(300)
+    }
+    fn default_memory() -> Quantity {
+        Quantity::from_bytes(128 << 20)
+    }
+    fn default_max_request_body() -> Quantity {
+        Quantity::from_bytes(10 << 20)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Self::default_timeout(),
+            memory: Self::default_memory(),
+            max_request_body: Self::default_max_request_body(),
+        }
+    }
+}
+
+/// An extra path prefix served by the function. The prefix is stripped before the guest sees the path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Absolute path prefix, e.g. `/api/hello`.
+    pub path: String,
+}
+
+/// What was observed about a function.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionStatus {
+    /// Where the function answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The revision serving new requests, `<name>-<n>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_revision: Option<String>,
+    /// The component's digest, `sha256:<hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl Function {
+    /// Checks the rules serde cannot express. Parsing functions call it; call it after building a value by hand.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        if self.api_version != API_VERSION {
+            return Err(ManifestError::invalid(
+                "apiVersion",
+                format!("expected `{API_VERSION}`, found `{}`", self.api_version),
+            ));
+        }
+        if self.kind != KIND {
+            return Err(ManifestError::invalid("kind", format!("expected `{KIND}`, found `{}`", self.kind)));
+        }
+        for (field, value) in [("metadata.name", &self.metadata.name), ("metadata.namespace", &self.metadata.namespace)]
+        {
+            if !is_dns_label(value) {
+                return Err(ManifestError::invalid(
+                    field,
+                    format!("`{value}` is not a DNS label (lowercase letters, digits and `-`, at most 63)"),
+                ));
+            }
+        }
+        match self.spec.component.as_deref() {
+            None | Some("") => return Err(ManifestError::invalid("spec.component", "a component is required")),
+            Some(c) if c.starts_with("sha256:") => {
+                let hex = &c[7..];
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                    return Err(ManifestError::invalid("spec.component", format!("`{c}` is not a sha256 digest")));
+                }
+            }
+            Some(_) => {}
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, var) in self.spec.env.iter().enumerate() {
+            let ok = !var.name.is_empty() && !var.name.contains('=') && !var.name.contains('\0');
+            if !ok {
+                return Err(ManifestError::invalid(
+                    format!("spec.env[{i}].name"),
+                    format!("`{}` is not a valid name", var.name),
+                ));
+            }
+            if !seen.insert(&var.name) {
+                return Err(ManifestError::invalid(
+                    format!("spec.env[{i}].name"),
+                    format!("`{}` is set twice", var.name),
+                ));
+            }
+        }
+        let s = &self.spec.scaling;
+        if s.max_queue > 0 && s.queue_timeout.is_zero() {
+            return Err(ManifestError::invalid("spec.scaling.queueTimeout", "must be above zero when maxQueue > 0"));
+        }
+        let l = &self.spec.limits;
+        if l.timeout.is_zero() {
+            return Err(ManifestError::invalid("spec.limits.timeout", "must be above zero"));
+        }
+        if l.memory.bytes() < (1 << 20) {
+            return Err(ManifestError::invalid("spec.limits.memory", "must be at least 1Mi"));
+        }
+        let mut paths = std::collections::BTreeSet::new();
+        for (i, r) in self.spec.routes.iter().enumerate() {
+            let field = format!("spec.routes[{i}].path");
+            if !r.path.starts_with('/') || r.path.len() < 2 {
+                return Err(ManifestError::invalid(
+                    field,
+                    format!("`{}` must start with `/` and name a prefix", r.path),
+                ));
+            }
+            if r.path.contains(['?', '#', ' ']) || r.path.contains("//") {
+                return Err(ManifestError::invalid(field, format!("`{}` is not a plain path prefix", r.path)));
+            }
+            if !paths.insert(r.path.trim_end_matches('/')) {
+                return Err(ManifestError::invalid(field, format!("`{}` is listed twice", r.path)));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+use super::*;
+
+const BASE: &str = "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: hello\n";
+
+fn with_spec(spec: &str) -> String {
+    format!("{BASE}spec:\n{spec}")
+}
+
+#[test]
+fn defaults_and_round_trip() {
+    let f = Function::from_yaml(&with_spec("  component: hello.wasm\n")).unwrap();
+    assert_eq!(f.metadata.namespace, "default");
+    assert_eq!(f.spec.scaling, Scaling::default());
+    assert_eq!(f.spec.limits.timeout, std::time::Duration::from_secs(300));
+    let json = serde_json::to_string(&f).unwrap();
+    assert_eq!(Function::from_json(&json).unwrap(), f);
+    assert!(json.contains("\"memory\":\"128Mi\""), "{json}");
+}
+
+#[test]
+fn unknown_field_is_named_with_its_path() {
+    let err = Function::from_yaml(&with_spec("  component: a.wasm\n  scaling:\n    maxConcurency: 3\n")).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("spec.scaling"), "{msg}");
+    assert!(msg.contains("maxConcurency"), "{msg}");
+    let err = Function::from_yaml(&format!("{BASE}spek: {{}}\n")).unwrap_err().to_string();
+    assert!(err.contains("spek"), "{err}");
+}
+
+#[test]
+fn wrong_types_and_values_are_named() {
+    let err = Function::from_yaml(&with_spec("  component: a.wasm\n  limits:\n    timeout: soon\n")).unwrap_err();
+    assert!(err.to_string().contains("spec.limits.timeout"), "{err}");
+    let err = Function::from_yaml(&with_spec("  component: a.wasm\n  limits:\n    memory: 12Qi\n")).unwrap_err();
+    assert!(err.to_string().contains("spec.limits.memory") && err.to_string().contains("Qi"), "{err}");
+    let err = Function::from_yaml(&with_spec("  env: []\n")).unwrap_err();
+    assert!(err.to_string().contains("spec.component"), "{err}");
+    let err = Function::from_yaml(&with_spec("  component: sha256:abc\n")).unwrap_err();
+    assert!(err.to_string().contains("sha256 digest"), "{err}");
+    let bad_name =
+        "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata: {name: Hello_World}\nspec: {component: a.wasm}\n";
+    assert!(Function::from_yaml(bad_name).unwrap_err().to_string().contains("metadata.name"));
+    let bad_kind = "apiVersion: wasmfn.dev/v1alpha1\nkind: Pod\nmetadata: {name: a}\nspec: {component: a.wasm}\n";
+    assert!(Function::from_yaml(bad_kind).unwrap_err().to_string().contains("kind"));
+    let err = Function::from_yaml(&with_spec("  component: a.wasm\n  routes: [{path: api}]\n")).unwrap_err();
+    assert!(err.to_string().contains("spec.routes[0].path"), "{err}");
+    let err =
+        Function::from_yaml(&with_spec("  component: a.wasm\n  env: [{name: A, value: x}, {name: A}]\n")).unwrap_err();
+    assert!(err.to_string().contains("spec.env[1].name"), "{err}");
+}
+
+#[test]
+fn multi_document_streams() {
+    let two = format!("{}---\n{}", with_spec("  component: a.wasm\n"), with_spec("  component: b.wasm\n"));
+    assert_eq!(Function::all_from_yaml(&two).unwrap().len(), 2);
+    assert!(Function::from_yaml(&two).is_err());
+}
+
+#[test]
+fn quantities() {
+    for (text, bytes) in [("128Mi", 128u64 << 20), ("1G", 1_000_000_000), ("4096", 4096), ("2Ki", 2048)] {
+        assert_eq!(Quantity::parse(text).unwrap().bytes(), bytes, "{text}");
+    }
+    assert!(Quantity::parse("1.5Gi").is_err());
+    assert!(Quantity::parse("99999999999999Ti").is_err());
+    assert_eq!(Quantity::from_bytes(3 << 30).to_string(), "3Gi");
+    assert_eq!(Quantity::from_bytes(1000).to_string(), "1000");
+}

@@ -1,0 +1,174 @@
+//! `wasmfn up`: an embedded node serving local manifests and components, redeployed when they change.
+
+use crate::{NodeArgs, announce, shutdown_signal};
+use anyhow::{Context, bail};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use wasmfn_api::Function;
+use wasmfn_runtime::{Node, NodeConfig};
+
+/// One thing to deploy and the files whose change redeploys it.
+struct Source {
+    /// The manifest, or the component for a bare `.wasm`.
+    path: PathBuf,
+    manifest: bool,
+}
+
+impl Source {
+    /// The functions this source declares, with the folder relative paths resolve against.
+    fn load(&self) -> anyhow::Result<(Vec<Function>, PathBuf)> {
+        let base = self.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if !self.manifest {
+            let stem = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("function");
+            let name: String = stem
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect::<String>()
+                .trim_matches('-')
+                .to_string();
+            let file = self.path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+            return Ok((vec![Function::new("default", &name, file)], base));
+        }
+        let text = std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
+        let functions = Function::all_from_yaml(&text).with_context(|| format!("{}", self.path.display()))?;
+        Ok((functions, base))
+    }
+
+    /// Modification times of the source and every component it names.
+    fn stamp(&self) -> Vec<Option<SystemTime>> {
+        let mut files = vec![self.path.clone()];
+        if let Ok((functions, base)) = self.load() {
+            files.extend(functions.iter().filter_map(|f| f.spec.component.as_ref()).map(|c| base.join(c)));
+        }
+        files.iter().map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok()).collect()
+    }
+}
+
+fn is_manifest(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}
+
+/// Expands the command line: files as given; in folders, every `function.yaml`/`function.yml` below them
+/// (skipping `target`, `node_modules` and hidden folders), or the folder's `.wasm` files when there is none.
+fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            out.push(Source { path: path.clone(), manifest: is_manifest(path) });
+            continue;
+        }
+        if !path.is_dir() {
+            bail!("{}: no such file or folder", path.display());
+        }
+        let mut found = Vec::new();
+        walk(path, 0, &mut found)?;
+        if found.is_empty() {
+            for entry in std::fs::read_dir(path)? {
+                let p = entry?.path();
+                if p.extension().is_some_and(|e| e == "wasm") {
+                    found.push(Source { path: p, manifest: false });
+                }
+            }
+        }
+        if found.is_empty() {
+            bail!("{}: no function.yaml or .wasm file found", path.display());
+        }
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<Source>) -> anyhow::Result<()> {
+    if depth > 4 {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = entry?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if p.is_dir() {
+            if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                walk(&p, depth + 1, out)?;
+            }
+        } else if name == "function.yaml" || name == "function.yml" {
+            out.push(Source { path: p, manifest: true });
+        }
+    }
+    Ok(())
+}
+
+async fn deploy_source(node: &Node, source: &Source) -> anyhow::Result<Vec<String>> {
+    let (functions, base) = source.load()?;
+    let mut keys = Vec::new();
+    for f in functions {
+        let key = f.key();
+        let d = node
+            .deploy(f, Some(&base))
+            .await
+            .with_context(|| format!("deploying {key} from {}", source.path.display()))?;
+        if d.changed {
+            tracing::info!(function = %key, revision = %d.function.revision, "deployed");
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs) -> anyhow::Result<()> {
+    let mut config = NodeConfig {
+        data_dir: dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("wasmfn"),
+        admin_listen: ([127, 0, 0, 1], 0).into(),
+        ..NodeConfig::default()
+    };
+    args.apply(&mut config);
+    let sources = collect(&paths)?;
+    let node = Node::new(config).context("starting the embedded node")?;
+    let listeners = node.bind().await.context("binding the listeners")?;
+
+    let mut wanted = BTreeSet::new();
+    for source in &sources {
+        wanted.extend(deploy_source(&node, source).await?);
+    }
+    // `up` is declarative: functions left in the data dir by another `up` are not served.
+    for f in node.list() {
+        if !wanted.contains(&format!("{}/{}", f.namespace, f.name)) {
+            node.remove(&f.namespace, &f.name).await?;
+        }
+    }
+    announce(&listeners);
+    for f in node.list() {
+        let urls = node.urls(&f.namespace, &f.name);
+        println!("  {}/{}: {}  {}", f.namespace, f.name, urls[0], urls[1]);
+    }
+
+    let watcher = tokio::spawn(watch(node.clone(), sources));
+    node.serve(listeners, shutdown_signal()).await?;
+    watcher.abort();
+    Ok(())
+}
+
+/// Polls the sources' files and redeploys what changed; a failed redeploy keeps the old revision serving.
+async fn watch(node: Node, sources: Vec<Source>) {
+    let mut stamps: Vec<_> = sources.iter().map(Source::stamp).collect();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        for (source, stamp) in sources.iter().zip(stamps.iter_mut()) {
+            let now = source.stamp();
+            if now == *stamp {
+                continue;
+            }
+            *stamp = now;
+            match deploy_source(&node, source).await {
+                Ok(keys) => {
+                    tracing::info!(source = %source.path.display(), functions = ?keys, "redeployed after a change")
+                }
+                Err(e) => {
+                    tracing::error!(source = %source.path.display(), "redeploy failed; the previous revision keeps serving: {e:#}")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The admin API (JSON): deploy, list, get, delete, component upload, health and metrics.
+
+use crate::Error;
+use crate::node::Node;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use wasmfn_api::Function;
+
+/// Largest component upload or manifest accepted.
+const MAX_UPLOAD: usize = 512 << 20;
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, axum::Json(json!({ "error": message, "status": status.as_u16() }))).into_response()
+}
+
+fn deploy_error(e: Error) -> Response {
+    let status = if crate::ingress::is_client_error(&e) {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let mut resp = error(status, e.to_string());
+    if let Ok(v) = e.kind().parse() {
+        resp.headers_mut().insert("x-wasmfn-error", v);
+    }
+    resp
+}
+
+pub(crate) fn router(node: Node) -> Router {
+    let token = node.config().token();
+    let api = Router::new()
+        .route("/v1/functions", get(list).post(deploy).put(deploy))
+        .route("/v1/functions/{namespace}/{name}", get(get_one).delete(delete))
+        .route("/v1/components", post(upload))
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD))
+        .layer(axum::middleware::from_fn(move |headers: HeaderMap, req, next: axum::middleware::Next| {
+            let token = token.clone();
+            async move {
+                if let Some(token) = token {
+                    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                    if given.and_then(|g| g.strip_prefix("Bearer ")) != Some(token.as_str()) {
+                        return error(StatusCode::UNAUTHORIZED, "a bearer token is required".into());
+                    }
+                }
+                next.run(req).await
+            }
+        }));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .with_state(node)
+}
+
+async fn readyz(State(node): State<Node>) -> Response {
+    if node.shared.ready.load(Ordering::Acquire) {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "warming up").into_response()
+    }
+}
+
+async fn metrics(State(node): State<Node>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        node.shared.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn list(State(node): State<Node>) -> Response {
+    axum::Json(json!({ "functions": node.list() })).into_response()
+}
+
+async fn get_one(State(node): State<Node>, Path((namespace, name)): Path<(String, String)>) -> Response {
+    match node.get(&namespace, &name) {
+        Some(info) => axum::Json(info).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("function {namespace}/{name} not found")),
+    }
+}
+
+async fn delete(State(node): State<Node>, Path((namespace, name)): Path<(String, String)>) -> Response {
+    match node.remove(&namespace, &name).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("function {namespace}/{name} not found")),
+        Err(e) => deploy_error(e),
+    }
+}
+
+/// Body: a `Function` manifest in JSON or YAML. `spec.component` is `sha256:<hex>` of an uploaded component
+/// or a path on the node's filesystem.
+async fn deploy(State(node): State<Node>, body: Bytes) -> Response {
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "the manifest is not UTF-8 text".into()),
+    };
+    let function = match Function::from_yaml(text) {
+        Ok(f) => f,
+        Err(e) => return deploy_error(e.into()),
+    };
+    match node.deploy(function, None).await {
+        Ok(d) => {
+            let status = if d.changed { StatusCode::CREATED } else { StatusCode::OK };
+            (status, axum::Json(d)).into_response()
+        }
+        Err(e) => deploy_error(e),
+    }
+}
+
+/// Body: the component bytes (`application/wasm`). Answers `{"digest": "sha256:…", "size": N}`.
+async fn upload(State(node): State<Node>, body: Bytes) -> Response {
+    let size = body.len();
+    match node.upload(body.to_vec()).await {
+        Ok(digest) => {
+            (StatusCode::CREATED, axum::Json(json!({ "digest": digest.to_string(), "size": size }))).into_response()
+        }
+        Err(e) => deploy_error(e),
+    }
+}

@@ -1,0 +1,144 @@
+//! Node configuration (`node.toml`). Unknown keys are rejected.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wasmfn_api::Quantity;
+
+/// Everything a node needs to start. Every field has a default, so an empty file is a valid config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Address of the function ingress.
+    pub listen: SocketAddr,
+    /// Address of the admin API (deploy, list, metrics). Loopback unless a token is set.
+    pub admin_listen: SocketAddr,
+    /// Bearer token for the admin API; required when `admin-listen` is not a loopback address.
+    /// `WASMFN_ADMIN_TOKEN` overrides it.
+    pub admin_token: Option<String>,
+    /// Where the function table, the component blobs and the AOT cache live.
+    pub data_dir: PathBuf,
+    /// Functions answer on `<function>.<namespace>.<domain>`.
+    pub domain: String,
+    /// A function with no request for this long drops its compiled code from memory (scale to zero).
+    #[serde(with = "humantime_serde")]
+    pub idle_ttl: Duration,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Instance pool sizing.
+    pub pool: PoolConfig,
+    /// Guest stdout/stderr rate limit.
+    pub guest_log: GuestLogConfig,
+}
+
+/// Sizing of the pooling allocator, which reserves its slots when the node starts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Instances that may exist at once on this node, over all functions (the node's capacity).
+    pub instances: u32,
+    /// Largest linear memory any instance may have; a function's `limits.memory` may not exceed it.
+    pub max_memory: Quantity,
+    /// `false` skips the pooling allocator and allocates every instance on demand.
+    pub enabled: bool,
+}
+
+/// Rate limit of guest output, per function, so a noisy guest cannot fill the disk.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct GuestLogConfig {
+    /// Sustained lines per second.
+    pub lines_per_second: u32,
+    /// Lines allowed in a burst.
+    pub burst: u32,
+    /// Longer lines are cut to this many bytes.
+    pub max_line_bytes: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            admin_listen: ([127, 0, 0, 1], 8081).into(),
+            admin_token: None,
+            data_dir: PathBuf::from("wasmfn-data"),
+            domain: "localhost".into(),
+            idle_ttl: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            pool: PoolConfig::default(),
+            guest_log: GuestLogConfig::default(),
+        }
+    }
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig { instances: 1000, max_memory: Quantity::from_bytes(512 << 20), enabled: true }
+    }
+}
+
+impl Default for GuestLogConfig {
+    fn default() -> Self {
+        GuestLogConfig { lines_per_second: 100, burst: 200, max_line_bytes: 4096 }
+    }
+}
+
+/// A config file that could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read node config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid or has an unknown key.
+    #[error("invalid node config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the key.
+        message: String,
+    },
+    /// A value breaks a rule.
+    #[error("invalid node config: {0}")]
+    Invalid(String),
+}
+
+impl NodeConfig {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: NodeConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules between fields; `Node::start` calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.pool.instances == 0 {
+            return Err(ConfigError::Invalid("pool.instances must be above zero".into()));
+        }
+        if self.pool.max_memory.bytes() < (1 << 20) {
+            return Err(ConfigError::Invalid("pool.max-memory must be at least 1Mi".into()));
+        }
+        if !self.admin_listen.ip().is_loopback() && self.token().is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "admin-listen {} is not a loopback address: set admin-token (or WASMFN_ADMIN_TOKEN)",
+                self.admin_listen
+            )));
+        }
+        Ok(())
+    }
+
+    /// The admin token, from the environment or the file.
+    pub fn token(&self) -> Option<String> {
+        std::env::var("WASMFN_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| self.admin_token.clone())
+    }
+}

@@ -1,0 +1,109 @@
+//! The wasmtime engine and the host linker, built once per node.
+
+use crate::config::PoolConfig;
+use crate::host::Host;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; timeouts are rounded up to it.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Which allocator the engine ended up with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocatorKind {
+    /// Slots reserved up front; instantiation reuses them.
+    Pooling,
+    /// Every instance maps its own memory.
+    OnDemand,
+}
+
+impl AllocatorKind {
+    /// `pooling` or `on-demand`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllocatorKind::Pooling => "pooling",
+            AllocatorKind::OnDemand => "on-demand",
+        }
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config
+}
+
+fn pooling(pool: &PoolConfig) -> PoolingAllocationConfig {
+    let n = pool.instances;
+    let mut p = PoolingAllocationConfig::default();
+    // Components from componentize-js/-py hold several core instances, memories and large tables each.
+    p.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(2))
+        .total_stacks(n)
+        .table_elements(100_000)
+        .max_core_instance_size(2 << 20)
+        .max_memory_size(pool.max_memory.bytes() as usize);
+    p
+}
+
+/// Builds the engine: pooling when enabled and the address space allows it, on-demand otherwise.
+pub(crate) fn build(pool: &PoolConfig) -> wasmtime::Result<(Engine, AllocatorKind)> {
+    if pool.enabled {
+        let mut config = base_config();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(pool)));
+        match Engine::new(&config) {
+            Ok(engine) => return Ok((engine, AllocatorKind::Pooling)),
+            Err(e) => tracing::warn!(
+                error = %format!("{e:#}"),
+                instances = pool.instances,
+                "cannot reserve the instance pool (address space too small?); falling back to on-demand allocation"
+            ),
+        }
+    }
+    Ok((Engine::new(&base_config())?, AllocatorKind::OnDemand))
+}
+
+/// The host interfaces every function may import: wasi 0.2 cli, clocks, random, io, filesystem (no
+/// preopens), sockets (no network access granted) and http.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new().name("wasmfn-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Epoch ticks that cover `timeout`, plus one because the current tick is already partly gone.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
+}

@@ -1,0 +1,289 @@
+//! The function ingress: routes a request to a revision, applies the limits, and runs the guest in a fresh
+//! instance.
+
+use crate::Error;
+use crate::function::{Admitted, Rejected, Revision};
+use crate::host::{Host, MemoryCap, MemoryLimitExceeded};
+use crate::node::Node;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+/// Boxed error of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every ingress response.
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+const REVISION_HEADER: &str = "x-wasmfn-revision";
+
+fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A JSON error response: `{"error": "...", ...}`.
+pub(crate) fn json_error(status: StatusCode, message: &str, extra: serde_json::Value) -> Response<ResponseBody> {
+    let mut body = serde_json::json!({ "error": message, "status": status.as_u16() });
+    if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn request_id(req: &Request<Incoming>) -> Arc<str> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 128) {
+        Some(id) => id.into(),
+        None => format!("{:x}-{:x}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)).into(),
+    }
+}
+
+/// Handles one ingress request. Never fails: every problem becomes a status code.
+pub(crate) async fn handle(node: Node, req: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let table = node.shared.table.load();
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host());
+    let Some(routed) = table.route(host, req.uri().path(), &node.shared.config.domain) else {
+        let path = req.uri().path().to_string();
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "no function serves this host or path",
+            serde_json::json!({ "path": path, "host": host }),
+        );
+    };
+    drop(table);
+    let revision = routed.revision;
+    let id = request_id(&req);
+    let mut resp = serve(&node, &revision, req, routed.strip, id.clone()).await;
+    let stats = &revision.stats;
+    stats.count(resp.status().as_u16());
+    stats.latency.observe(started.elapsed().as_secs_f64());
+    revision.touch();
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&revision.name) {
+        headers.insert(REVISION_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn serve(
+    node: &Node,
+    revision: &Arc<Revision>,
+    req: Request<Incoming>,
+    strip: usize,
+    id: Arc<str>,
+) -> Response<ResponseBody> {
+    let limits = &revision.function.spec.limits;
+    let max_body = limits.max_request_body.bytes();
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return too_large(max_body);
+    }
+
+    let admitted = match revision.admit(&node.shared.capacity).await {
+        Ok(a) => a,
+        Err(reason) => {
+            let message = match reason {
+                Rejected::QueueFull => "the function is at its concurrency limit and its queue is full",
+                Rejected::QueueTimeout => "the function is at its concurrency limit; timed out waiting in the queue",
+            };
+            let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, message, serde_json::json!({}));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
+    };
+
+    let (mut parts, body) = req.into_parts();
+    let body = if declared.is_some() {
+        // Hyper enforces the declared length; `Limited` is a second guard.
+        Limited::new(body, max_body as usize).map_err(wasi_body_error).boxed_unsync()
+    } else {
+        // No length: buffer up to the limit so an oversized body never reaches the guest.
+        match Limited::new(body, max_body as usize).collect().await {
+            Ok(collected) => Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed_unsync(),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(max_body),
+            Err(e) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read request body: {e}"),
+                    serde_json::json!({}),
+                );
+            }
+        }
+    };
+    if strip > 0 {
+        parts.uri = strip_prefix(&parts.uri, strip);
+    }
+    if !parts.headers.contains_key(header::HOST) {
+        let authority = parts.uri.authority().map(|a| a.to_string()).unwrap_or_else(|| "localhost".into());
+        if let Ok(v) = HeaderValue::from_str(&authority) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    let req = Request::from_parts(parts, body);
+
+    let (loaded, cold) = match revision.code(|| node.load(revision.digest)).await {
+        Ok(x) => x,
+        Err(e) => {
+            let message = format!("cannot load the function's code: {e}");
+            tracing::error!(revision = %revision.name, error = %e, "cold start failed");
+            revision.stats.set_error(message.clone());
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, &message, serde_json::json!({}));
+        }
+    };
+    if cold {
+        revision.stats.cold.inc();
+    } else {
+        revision.stats.warm.fetch_add(1, Ordering::Relaxed);
+    }
+
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.envs(&revision.env)
+        .stdout(revision.stats.log.stream(id.clone(), "stdout"))
+        .stderr(revision.stats.log.stream(id.clone(), "stderr"));
+    let host = Host {
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        table: wasmtime::component::ResourceTable::new(),
+        memory: MemoryCap { limit: limits.memory.bytes() as usize },
+    };
+    let mut store = Store::new(&node.shared.engine, host);
+    store.limiter(|h| &mut h.memory);
+    store.set_epoch_deadline(crate::engine::deadline_ticks(limits.timeout));
+    store.epoch_deadline_trap();
+
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let prepared = (|| -> wasmtime::Result<_> {
+        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        Ok((req, out))
+    })();
+    let (wasi_req, out) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            return json_error(StatusCode::BAD_REQUEST, &format!("invalid request: {e:#}"), serde_json::json!({}));
+        }
+    };
+
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let stats = revision.stats.clone();
+    let task = tokio::task::spawn(async move {
+        // Holds the slots until the guest is done, including streaming its body.
+        let _admitted: Admitted = admitted;
+        let run = async {
+            let t = Instant::now();
+            let proxy = loaded.pre.instantiate_async(&mut store).await?;
+            stats.instantiation.observe(t.elapsed().as_secs_f64());
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, wasi_req, out).await
+        };
+        // Epoch interruption stops guest code; this also bounds time spent blocked in host calls.
+        match tokio::time::timeout_at(deadline, run).await {
+            Ok(result) => result,
+            Err(_) => Err(Trap::Interrupt.into()),
+        }
+    });
+
+    match tokio::time::timeout_at(deadline, receiver).await {
+        Ok(Ok(Ok(resp))) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+        Ok(Ok(Err(code))) => {
+            let message = format!("the guest answered with an error: {code:?}");
+            revision.stats.set_error(message.clone());
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, &message, serde_json::json!({}))
+        }
+        Ok(Err(_)) => {
+            // The guest ended without setting a response: find out why.
+            let error = match task.await {
+                Ok(Ok(())) => wasmtime::format_err!("the guest returned without setting a response"),
+                Ok(Err(e)) => e,
+                Err(e) => wasmtime::format_err!("the guest task failed: {e}"),
+            };
+            guest_failure(revision, &id, error)
+        }
+        Err(_) => {
+            task.abort();
+            guest_failure(revision, &id, Trap::Interrupt.into())
+        }
+    }
+}
+
+fn guest_failure(revision: &Revision, id: &str, error: wasmtime::Error) -> Response<ResponseBody> {
+    let (status, message) = if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        let t = revision.function.spec.limits.timeout;
+        (StatusCode::GATEWAY_TIMEOUT, format!("the function exceeded its timeout of {}", humantime::format_duration(t)))
+    } else if let Some(m) = error.downcast_ref::<MemoryLimitExceeded>() {
+        (StatusCode::INTERNAL_SERVER_ERROR, format!("the function exceeded its memory limit of {} bytes", m.limit))
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, format!("the function failed: {error:#}"))
+    };
+    tracing::warn!(function = %revision.key(), revision = %revision.name, request_id = id, status = status.as_u16(), "{message}");
+    revision.stats.set_error(message.clone());
+    json_error(status, &message, serde_json::json!({ "requestId": id }))
+}
+
+fn too_large(max: u64) -> Response<ResponseBody> {
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is larger than the function's limit of {max} bytes"),
+        serde_json::json!({ "limit": max }),
+    )
+}
+
+fn wasi_body_error(e: BoxError) -> wasmtime_wasi_http::Error {
+    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        return wasmtime_wasi_http::Error::HttpRequestBodySize(None);
+    }
+    match e.downcast::<hyper::Error>() {
+        Ok(h) => wasmtime_wasi_http::Error::Hyper(*h),
+        Err(other) => wasmtime_wasi_http::Error::InternalError(Some(other.to_string())),
+    }
+}
+
+/// Removes the first `strip` bytes of the path (a route prefix), keeping the query.
+fn strip_prefix(uri: &http::Uri, strip: usize) -> http::Uri {
+    let path = uri.path();
+    let rest = path.get(strip..).unwrap_or("");
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let pq = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    let mut b = http::Uri::builder();
+    if let Some(s) = uri.scheme() {
+        b = b.scheme(s.clone());
+    }
+    if let Some(a) = uri.authority() {
+        b = b.authority(a.clone());
+    }
+    b.path_and_query(pq).build().unwrap_or_else(|_| uri.clone())
+}
+
+/// Whether an error is a deploy-time rejection (for the admin API's status code).
+pub(crate) fn is_client_error(e: &Error) -> bool {
+    !matches!(e, Error::Io { .. } | Error::Engine(_) | Error::Table(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_prefix_and_keeps_query() {
+        let u: http::Uri = "/default/hello/a/b?x=1".parse().unwrap();
+        assert_eq!(strip_prefix(&u, "/default/hello".len()).to_string(), "/a/b?x=1");
+        let u: http::Uri = "/default/hello".parse().unwrap();
+        assert_eq!(strip_prefix(&u, "/default/hello".len()).to_string(), "/");
+    }
+}

@@ -1,0 +1,128 @@
+//! Prometheus metrics, served as text at the admin API's `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// Labels of per-function series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FnLabels {
+    pub namespace: String,
+    pub function: String,
+}
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StatusLabels {
+    pub namespace: String,
+    pub function: String,
+    pub code: u16,
+}
+
+/// Labels of the allocator info series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AllocatorLabels {
+    pub strategy: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+fn instantiation_histogram() -> Histogram {
+    Histogram::new([
+        0.000005, 0.00001, 0.000015, 0.00002, 0.000025, 0.00003, 0.00004, 0.00005, 0.000075, 0.0001, 0.00025, 0.0005,
+        0.001, 0.0025, 0.01, 0.1,
+    ])
+}
+
+/// Every series the node exports. Cloning shares the series.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    registry: Arc<Registry>,
+    pub requests: Family<StatusLabels, Counter>,
+    pub latency: Family<FnLabels, Histogram, fn() -> Histogram>,
+    pub instantiation: Family<FnLabels, Histogram, fn() -> Histogram>,
+    pub cold_starts: Family<FnLabels, Counter>,
+    pub evictions: Family<FnLabels, Counter>,
+    pub queued: Family<FnLabels, Gauge>,
+    pub in_flight: Family<FnLabels, Gauge>,
+    pub guest_log_dropped: Family<FnLabels, Counter>,
+    pub compile_seconds: Histogram,
+    pub aot_hits: Counter,
+    pub aot_misses: Counter,
+    pub aot_corrupt: Counter,
+    pub loaded: Gauge,
+    pub functions: Gauge,
+    pub allocator: Family<AllocatorLabels, Gauge>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut r = Registry::with_prefix("wasmfn");
+        let m = Metrics {
+            registry: Arc::default(),
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            instantiation: Family::new_with_constructor(instantiation_histogram),
+            cold_starts: Family::default(),
+            evictions: Family::default(),
+            queued: Family::default(),
+            in_flight: Family::default(),
+            guest_log_dropped: Family::default(),
+            compile_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            aot_hits: Counter::default(),
+            aot_misses: Counter::default(),
+            aot_corrupt: Counter::default(),
+            loaded: Gauge::default(),
+            functions: Gauge::default(),
+            allocator: Family::default(),
+        };
+        r.register("requests", "Requests answered, by function and status code", m.requests.clone());
+        r.register("request_duration_seconds", "Request latency until the response head", m.latency.clone());
+        r.register(
+            "instantiation_duration_seconds",
+            "Time to instantiate a component for one request",
+            m.instantiation.clone(),
+        );
+        r.register("cold_starts", "Requests that had to load compiled code into memory first", m.cold_starts.clone());
+        r.register("evictions", "Times a function's compiled code left memory after its idle TTL", m.evictions.clone());
+        r.register("queue_depth", "Requests waiting for a free instance slot", m.queued.clone());
+        r.register("in_flight", "Requests running in an instance", m.in_flight.clone());
+        r.register(
+            "guest_log_lines_dropped",
+            "Guest output lines dropped by the rate limit",
+            m.guest_log_dropped.clone(),
+        );
+        r.register("compile_duration_seconds", "Time to compile a component to native code", m.compile_seconds.clone());
+        r.register("aot_cache_hits", "Compiled components loaded from the on-disk AOT cache", m.aot_hits.clone());
+        r.register("aot_cache_misses", "Compiled components not in the AOT cache (compiled)", m.aot_misses.clone());
+        r.register(
+            "aot_cache_corrupt",
+            "AOT cache entries found corrupt or stale and recompiled",
+            m.aot_corrupt.clone(),
+        );
+        r.register("loaded_revisions", "Revisions whose compiled code is in memory", m.loaded.clone());
+        r.register("functions", "Functions in the node's table", m.functions.clone());
+        r.register(
+            "instance_allocator",
+            "The instance allocator in use (1 for the active strategy)",
+            m.allocator.clone(),
+        );
+        Metrics { registry: Arc::new(r), ..m }
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,399 @@
+//! The node: engine, stores, function table and the deploy/remove operations shared by the CLI, the admin
+//! API and (later) the Kubernetes watcher.
+
+use crate::aot::AotCache;
+use crate::blobs::{Blobs, Digest, write_atomic};
+use crate::config::NodeConfig;
+use crate::engine::{self, AllocatorKind, EpochTicker};
+use crate::function::{Code, FunctionStats, Loaded, Revision};
+use crate::host::Host;
+use crate::metrics::{AllocatorLabels, Metrics};
+use crate::table::{Persisted, Table};
+use crate::{Error, validate};
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Instant, SystemTime};
+use tokio::sync::Semaphore;
+use wasmfn_api::{Function, FunctionSpec};
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// A function as the node sees it: its current revision and counters.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Current revision, `<name>-<n>`.
+    pub revision: String,
+    /// The component's digest.
+    pub digest: String,
+    /// When the revision was created (RFC 3339).
+    pub created: String,
+    /// Where the function answers (host form, then path form).
+    pub urls: Vec<String>,
+    /// Requests running now.
+    pub in_flight: i64,
+    /// Requests waiting for a slot now.
+    pub queued: i64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests that loaded code into memory first.
+    pub cold_starts: u64,
+    /// Requests served by code already in memory.
+    pub warm_starts: u64,
+    /// Whether compiled code is in memory now.
+    pub loaded: bool,
+    /// The last error a request of this function hit.
+    pub last_error: Option<String>,
+    /// The spec, with `component` pinned to the digest.
+    pub spec: FunctionSpec,
+}
+
+/// The result of a deploy.
+#[derive(Clone, Debug, Serialize)]
+pub struct Deployed {
+    /// The function after the deploy.
+    pub function: FunctionInfo,
+    /// `false` when the manifest and component were identical to the serving revision.
+    pub changed: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: NodeConfig,
+    pub(crate) engine: Engine,
+    pub(crate) allocator: AllocatorKind,
+    linker: Linker<Host>,
+    aot: AotCache,
+    blobs: Blobs,
+    codes: Mutex<HashMap<Digest, Weak<Code>>>,
+    pub(crate) table: ArcSwap<Table>,
+    stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
+    deploy_lock: tokio::sync::Mutex<()>,
+    pub(crate) metrics: Metrics,
+    pub(crate) capacity: Arc<Semaphore>,
+    pub(crate) ready: AtomicBool,
+    pub(crate) ingress_addr: OnceLock<SocketAddr>,
+    epoch: Instant,
+    _ticker: EpochTicker,
+}
+
+/// A node runtime. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Node {
+    /// Builds the engine and restores the persisted function table.
+    pub fn new(config: NodeConfig) -> Result<Node, Error> {
+        config.validate().map_err(|e| Error::Config(e.to_string()))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
+        let (engine, allocator) = engine::build(&config.pool).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        tracing::info!(allocator = allocator.as_str(), instances = config.pool.instances, "engine ready");
+        let linker = engine::linker(&engine).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let metrics = Metrics::new();
+        metrics.allocator.get_or_create(&AllocatorLabels { strategy: allocator.as_str() }).set(1);
+        let ticker = EpochTicker::start(engine.clone()).map_err(|e| Error::Engine(e.to_string()))?;
+        let shared = Shared {
+            aot: AotCache::new(&config.data_dir, &engine, metrics.clone()),
+            blobs: Blobs::new(&config.data_dir),
+            capacity: Arc::new(Semaphore::new(config.pool.instances as usize)),
+            codes: Mutex::default(),
+            table: ArcSwap::default(),
+            stats: Mutex::default(),
+            deploy_lock: tokio::sync::Mutex::new(()),
+            ready: AtomicBool::new(false),
+            ingress_addr: OnceLock::new(),
+            epoch: Instant::now(),
+            _ticker: ticker,
+            metrics,
+            linker,
+            engine,
+            allocator,
+            config,
+        };
+        let node = Node { shared: Arc::new(shared) };
+        node.restore()?;
+        Ok(node)
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.shared.config
+    }
+
+    /// The instance allocator in use.
+    pub fn allocator(&self) -> AllocatorKind {
+        self.shared.allocator
+    }
+
+    fn table_path(&self) -> PathBuf {
+        self.shared.config.data_dir.join("functions.json")
+    }
+
+    fn restore(&self) -> Result<(), Error> {
+        let path = self.table_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let persisted: Persisted =
+            serde_json::from_str(&text).map_err(|e| Error::Table(format!("{}: {e}", path.display())))?;
+        let mut functions = std::collections::BTreeMap::new();
+        for record in persisted.functions {
+            let key = record.function.key();
+            let digest = record.function.spec.component.as_deref().and_then(Digest::parse);
+            let Some(digest) = digest.filter(|d| self.shared.blobs.path(d).exists()) else {
+                tracing::error!(function = %key, "persisted function has no component in the store; not restored");
+                continue;
+            };
+            let stats = self.stats_for(&record.function);
+            let revision =
+                Revision::new(record.function, digest, record.generation, record.created, stats, self.shared.epoch);
+            functions.insert(key, Arc::new(revision));
+        }
+        tracing::info!(functions = functions.len(), "restored function table");
+        self.shared.metrics.functions.set(functions.len() as i64);
+        self.shared.table.store(Arc::new(Table::from_functions(functions)));
+        Ok(())
+    }
+
+    /// Compiles every restored component missing from the AOT cache, then reports ready.
+    pub(crate) async fn warm_up(&self) {
+        let digests: Vec<Digest> = self.shared.table.load().functions.values().map(|r| r.digest).collect();
+        for digest in digests {
+            if self.shared.aot.contains(&digest) {
+                continue;
+            }
+            let node = self.clone();
+            let result = tokio::task::spawn_blocking(move || node.load_blocking(digest, None)).await;
+            if let Ok(Err(e)) = result {
+                tracing::error!(%digest, error = %e, "cannot precompile a restored component");
+            }
+        }
+        self.shared.ready.store(true, Ordering::Release);
+    }
+
+    fn stats_for(&self, f: &Function) -> Arc<FunctionStats> {
+        let mut stats = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats
+            .entry(f.key())
+            .or_insert_with(|| {
+                Arc::new(FunctionStats::new(
+                    &f.metadata.namespace,
+                    &f.metadata.name,
+                    &self.shared.metrics,
+                    &self.shared.config.guest_log,
+                ))
+            })
+            .clone()
+    }
+
+    /// Compiles (or loads from the AOT cache) and links a component. Blocking.
+    fn load_blocking(&self, digest: Digest, bytes: Option<Vec<u8>>) -> Result<Arc<Loaded>, Error> {
+        let shared = &self.shared;
+        let cached = shared.codes.lock().unwrap_or_else(|e| e.into_inner()).get(&digest).and_then(Weak::upgrade);
+        let code = match cached {
+            Some(code) => code,
+            None => {
+                let (component, outcome) = shared.aot.load_or_compile(&digest, || match bytes {
+                    Some(b) => Ok(b),
+                    None => shared.blobs.get(&digest),
+                })?;
+                tracing::debug!(%digest, ?outcome, "component loaded");
+                let code = Arc::new(Code { component });
+                shared.codes.lock().unwrap_or_else(|e| e.into_inner()).insert(digest, Arc::downgrade(&code));
+                code
+            }
+        };
+        let pre = shared.linker.instantiate_pre(&code.component).map_err(|e| Error::Link(format!("{e:#}")))?;
+        let pre = ProxyPre::new(pre).map_err(|e| Error::MissingHandler(format!("{e:#}")))?;
+        Ok(Arc::new(Loaded::new(pre, code, shared.metrics.loaded.clone())))
+    }
+
+    /// Loads a revision's code for a request after it was evicted (a cold start).
+    pub(crate) async fn load(&self, digest: Digest) -> Result<Arc<Loaded>, Error> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.load_blocking(digest, None))
+            .await
+            .map_err(|e| Error::Engine(format!("loader task failed: {e}")))?
+    }
+
+    /// Stores a component in the node's blob store and returns its digest; deploy it with
+    /// `spec.component: sha256:<hex>`.
+    pub async fn upload(&self, bytes: Vec<u8>) -> Result<Digest, Error> {
+        validate::check_component(&bytes)?;
+        let blobs = self.shared.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.put(&bytes))
+            .await
+            .map_err(|e| Error::Engine(format!("upload task failed: {e}")))?
+    }
+
+    /// Deploys or updates a function. `base_dir` resolves a relative `spec.component` path.
+    ///
+    /// Everything is checked (manifest, wasm, exports, imports, compile, link) before the table changes, so a
+    /// rejected deploy leaves the serving revision untouched. In-flight requests finish on the revision they
+    /// started on; new ones go to the new revision.
+    pub async fn deploy(&self, mut function: Function, base_dir: Option<&Path>) -> Result<Deployed, Error> {
+        function.validate()?;
+        function.status = None;
+        let node_max = self.shared.config.pool.max_memory;
+        if function.spec.limits.memory > node_max {
+            return Err(Error::Rejected {
+                field: "spec.limits.memory".into(),
+                message: format!("{} is above this node's pool.max-memory of {node_max}", function.spec.limits.memory),
+            });
+        }
+        let key = function.key();
+        let component = function.spec.component.clone().unwrap_or_default();
+        let (digest, bytes) = match Digest::parse(&component) {
+            Some(d) => (d, None),
+            None => {
+                let path = match base_dir {
+                    Some(dir) => dir.join(&component),
+                    None => PathBuf::from(&component),
+                };
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .map_err(|source| Error::ComponentFile { path: path.clone(), source })?;
+                validate::check_component(&bytes).map_err(|e| e.for_file(&path))?;
+                (Digest::of(&bytes), Some(bytes))
+            }
+        };
+        function.spec.component = Some(digest.to_string());
+
+        let current = self.shared.table.load().functions.get(&key).cloned();
+        if let Some(cur) = &current {
+            if cur.digest == digest && cur.function == function {
+                return Ok(Deployed { function: self.info(cur), changed: false });
+            }
+        }
+        if let Some(route) = function
+            .spec
+            .routes
+            .iter()
+            .find_map(|r| self.shared.table.load().route_owner(&r.path, &key).map(|owner| (r.path.clone(), owner)))
+        {
+            return Err(Error::Rejected {
+                field: "spec.routes".into(),
+                message: format!("route `{}` is already served by {}", route.0, route.1),
+            });
+        }
+
+        let node = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            if let Some(b) = &bytes {
+                node.shared.blobs.put(b)?;
+            } else if !node.shared.blobs.path(&digest).exists() {
+                return Err(Error::UnknownComponent(digest.to_string()));
+            }
+            node.load_blocking(digest, bytes)
+        })
+        .await
+        .map_err(|e| Error::Engine(format!("deploy task failed: {e}")))??;
+
+        let _guard = self.shared.deploy_lock.lock().await;
+        let table = self.shared.table.load_full();
+        let generation = table.functions.get(&key).map_or(1, |r| r.generation + 1);
+        let stats = self.stats_for(&function);
+        let revision =
+            Arc::new(Revision::new(function, digest, generation, SystemTime::now(), stats, self.shared.epoch));
+        revision.install(loaded);
+        let next = table.with(revision.clone());
+        self.persist(&next)?;
+        self.shared.metrics.functions.set(next.functions.len() as i64);
+        self.shared.table.store(Arc::new(next));
+        tracing::info!(function = %key, revision = %revision.name, %digest, "deployed");
+        Ok(Deployed { function: self.info(&revision), changed: true })
+    }
+
+    /// Removes a function; in-flight requests finish. Returns whether it existed.
+    pub async fn remove(&self, namespace: &str, name: &str) -> Result<bool, Error> {
+        let key = format!("{namespace}/{name}");
+        let _guard = self.shared.deploy_lock.lock().await;
+        let table = self.shared.table.load_full();
+        if !table.functions.contains_key(&key) {
+            return Ok(false);
+        }
+        let next = table.without(&key);
+        self.persist(&next)?;
+        self.shared.metrics.functions.set(next.functions.len() as i64);
+        self.shared.table.store(Arc::new(next));
+        if let Some(stats) = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
+            stats.unregister();
+        }
+        tracing::info!(function = %key, "removed");
+        Ok(true)
+    }
+
+    fn persist(&self, table: &Table) -> Result<(), Error> {
+        let path = self.table_path();
+        let json = serde_json::to_vec_pretty(&Persisted::of(table)).map_err(|e| Error::Table(e.to_string()))?;
+        write_atomic(&path, &json).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Every function in the table.
+    pub fn list(&self) -> Vec<FunctionInfo> {
+        self.shared.table.load().functions.values().map(|r| self.info(r)).collect()
+    }
+
+    /// One function.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<FunctionInfo> {
+        self.shared.table.load().functions.get(&format!("{namespace}/{name}")).map(|r| self.info(r))
+    }
+
+    /// Where a function answers: `http://<name>.<namespace>.<domain>:<port>/` and `http://<addr>/<ns>/<name>/`.
+    pub fn urls(&self, namespace: &str, name: &str) -> Vec<String> {
+        let addr = self.shared.ingress_addr.get().copied().unwrap_or(self.shared.config.listen);
+        let domain = &self.shared.config.domain;
+        vec![
+            format!("http://{name}.{namespace}.{domain}:{}/", addr.port()),
+            format!("http://{addr}/{namespace}/{name}/"),
+        ]
+    }
+
+    fn info(&self, r: &Revision) -> FunctionInfo {
+        let meta = &r.function.metadata;
+        let s = &r.stats;
+        FunctionInfo {
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            revision: r.name.clone(),
+            digest: r.digest.to_string(),
+            created: humantime::format_rfc3339_seconds(r.created).to_string(),
+            urls: self.urls(&meta.namespace, &meta.name),
+            in_flight: s.in_flight.get(),
+            queued: s.queued.get(),
+            requests: s.total(),
+            cold_starts: s.cold.get(),
+            warm_starts: s.warm.load(Ordering::Relaxed),
+            loaded: r.loaded().is_some(),
+            last_error: s.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            spec: r.function.spec.clone(),
+        }
+    }
+
+    /// Evicts idle code every so often until the node stops.
+    pub(crate) async fn reap_idle(self) {
+        let ttl = self.shared.config.idle_ttl;
+        let period = (ttl / 4).clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(5));
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            for r in self.shared.table.load().functions.values() {
+                r.evict_if_idle(ttl);
+            }
+        }
+    }
+}

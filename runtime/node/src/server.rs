@@ -1,0 +1,104 @@
+//! Listeners and the serve loop: hyper 1 with HTTP/1.1 and h2c on the ingress, axum on the admin API, and a
+//! graceful shutdown that stops accepting and lets in-flight requests finish up to a deadline.
+
+use crate::node::Node;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+/// Bound but not yet serving listeners, so callers learn the addresses (port 0 picks a free port).
+pub struct Listeners {
+    ingress: TcpListener,
+    admin: TcpListener,
+}
+
+impl Listeners {
+    /// The ingress address.
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.ingress.local_addr().expect("bound socket has an address")
+    }
+
+    /// The admin API address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound socket has an address")
+    }
+}
+
+impl Node {
+    /// Binds the ingress and admin listeners from the config.
+    pub async fn bind(&self) -> std::io::Result<Listeners> {
+        let c = self.config();
+        let ingress = TcpListener::bind(c.listen).await?;
+        let admin = TcpListener::bind(c.admin_listen).await?;
+        let _ = self.shared.ingress_addr.set(ingress.local_addr()?);
+        Ok(Listeners { ingress, admin })
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests for up to `shutdown-timeout`.
+    pub async fn serve(&self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let reaper = tokio::spawn(self.clone().reap_idle());
+        let warm = tokio::spawn({
+            let node = self.clone();
+            async move { node.warm_up().await }
+        });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let admin = {
+            let router = crate::admin::router(self.clone());
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listeners.admin, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            })
+        };
+
+        let graceful = GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _peer) = tokio::select! {
+                accepted = listeners.ingress.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: keep serving the connections we have.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let node = self.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let node = node.clone();
+                async move { Ok::<_, std::convert::Infallible>(crate::ingress::handle(node, req).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+
+        tracing::info!("shutting down: no new connections; draining in-flight requests");
+        drop(listeners.ingress);
+        let deadline = self.config().shutdown_timeout;
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
+            tracing::warn!(?deadline, "in-flight requests still running at the shutdown deadline");
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin).await;
+        reaper.abort();
+        warm.abort();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

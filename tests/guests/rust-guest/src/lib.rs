@@ -1,0 +1,108 @@
+//! Test guest: one `wasi:http/incoming-handler` component whose behaviour is chosen by the path,
+//! so the runtime's limits (timeout, memory, body size, concurrency) can be exercised.
+
+use std::io::Write;
+use wasi::exports::http::incoming_handler::Guest;
+use wasi::http::types::{
+    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+struct Handler;
+
+wasi::http::proxy::export!(Handler);
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+fn read_body(request: &IncomingRequest) -> Vec<u8> {
+    let body = request.consume().expect("body consumed once");
+    let mut out = Vec::new();
+    {
+        let stream = body.stream().expect("body stream");
+        loop {
+            match stream.blocking_read(64 * 1024) {
+                Ok(chunk) => out.extend_from_slice(&chunk),
+                Err(_) => break,
+            }
+        }
+    }
+    IncomingBody::finish(body);
+    out
+}
+
+fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
+    let headers = Fields::new();
+    let _ = headers.set("content-type", &[b"text/plain".to_vec()]);
+    let response = OutgoingResponse::new(headers);
+    response.set_status_code(status).expect("valid status");
+    let outgoing = response.body().expect("response body");
+    ResponseOutparam::set(out, Ok(response));
+    {
+        let stream = outgoing.write().expect("body stream");
+        for chunk in body.chunks(4096) {
+            stream.blocking_write_and_flush(chunk).expect("write body");
+        }
+    }
+    OutgoingBody::finish(outgoing, None).expect("finish body");
+}
+
+impl Guest for Handler {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let full = request.path_with_query().unwrap_or_default();
+        let (path, query) = full.split_once('?').unwrap_or((full.as_str(), ""));
+        match path {
+            "/echo" => {
+                let body = read_body(&request);
+                respond(out, 200, &body);
+            }
+            "/path" => respond(out, 200, full.as_bytes()),
+            "/env" => {
+                let name = query_param(query, "name").unwrap_or("GREETING");
+                let value = std::env::var(name).unwrap_or_default();
+                respond(out, 200, value.as_bytes());
+            }
+            "/sleep" => {
+                let ms: u64 = query_param(query, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                respond(out, 200, b"slept");
+            }
+            "/loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "/log" => {
+                let lines: u32 = query_param(query, "lines").and_then(|v| v.parse().ok()).unwrap_or(1);
+                let mut stdout = std::io::stdout();
+                for i in 0..lines {
+                    let _ = writeln!(stdout, "guest line {i}");
+                }
+                let _ = stdout.flush();
+                eprintln!("guest stderr line");
+                respond(out, 200, b"logged");
+            }
+            "/status" => {
+                let code: u16 = query_param(query, "code").and_then(|v| v.parse().ok()).unwrap_or(500);
+                respond(out, code, b"status");
+            }
+            _ => {
+                let version = std::env::var("VERSION").unwrap_or_else(|_| "v0".into());
+                let greeting = format!("hello from rust {version}\n");
+                respond(out, 200, greeting.as_bytes());
+            }
+        }
+    }
+}
