@@ -1,1 +1,25 @@
-//! Test support.
+//! Support for the end-to-end tests: builds the test guests from source with the real toolchains, and
+//! starts and drives real `wasmfn` processes on loopback with ephemeral ports.
+
+#![allow(missing_docs)]
+
+pub mod guests;
+pub mod node;
+
+use std::time::{Duration, Instant};
+
+/// Polls `f` until it returns `Some`, panicking with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

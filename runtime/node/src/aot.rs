@@ -1,7 +1,7 @@
 //! The on-disk AOT cache: compiled components keyed by the component's sha256 and the engine's
 //! `precompile_compatibility_hash`, loaded with `Component::deserialize_file`.
 //!
-//! Each entry is `<hex>.cwasm` plus `<hex>.sum`, the sha256 of the `.cwasm`. wasmtime checks its own header
+//! Each entry is `<hex>.cwasm` plus `<hex>.sum`, the sha256 of the component digest and the `.cwasm`. wasmtime checks its own header
 //! but not the code it maps, so the checksum is what keeps a flipped bit from ever running.
 
 use crate::blobs::{Digest, write_atomic};
@@ -57,7 +57,7 @@ impl AotCache {
     ) -> Result<(Component, Outcome), crate::Error> {
         let (code, sum) = self.paths(digest);
         let mut outcome = Outcome::Miss;
-        match self.try_load(&code, &sum) {
+        match self.try_load(digest, &code, &sum) {
             Ok(Some(component)) => {
                 self.metrics.aot_hits.inc();
                 return Ok((component, Outcome::Hit));
@@ -78,8 +78,8 @@ impl AotCache {
         self.metrics.compile_seconds.observe(started.elapsed().as_secs_f64());
         tracing::info!(%digest, seconds = started.elapsed().as_secs_f64(), bytes = compiled.len(), "compiled component");
         // Code first, then its checksum: an entry without a checksum is a miss, never a hit.
-        let stored = write_atomic(&code, &compiled)
-            .and_then(|()| write_atomic(&sum, crate::blobs::Digest::of(&compiled).hex().as_bytes()));
+        let stored =
+            write_atomic(&code, &compiled).and_then(|()| write_atomic(&sum, self.checksum(digest, &compiled).as_bytes()));
         if let Err(e) = stored {
             tracing::warn!(%digest, error = %e, "cannot write the AOT cache entry; serving from memory");
         }
@@ -90,7 +90,17 @@ impl AotCache {
     }
 
     /// `Ok(None)` when there is no entry, `Err(reason)` when the entry is bad.
-    fn try_load(&self, code: &Path, sum: &Path) -> Result<Option<Component>, String> {
+    /// Binds the compiled bytes to the component they came from, so an entry copied or renamed onto another
+    /// digest's path fails the check instead of serving the wrong code.
+    fn checksum(&self, digest: &Digest, compiled: &[u8]) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(digest.hex().as_bytes());
+        h.update(compiled);
+        hex::encode(h.finalize())
+    }
+
+    fn try_load(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<Option<Component>, String> {
         let expected = match std::fs::read_to_string(sum) {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -101,7 +111,7 @@ impl AotCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read entry: {e}")),
         };
-        let actual = Digest::of(&bytes).hex();
+        let actual = self.checksum(digest, &bytes);
         if actual != expected.trim() {
             return Err(format!("checksum mismatch: expected {}, found {actual}", expected.trim()));
         }

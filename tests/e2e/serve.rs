@@ -1,0 +1,152 @@
+//! Serving: routing, components from two toolchains, HTTP/1.1 and h2c, guest logs, the admin API.
+
+use std::time::Duration;
+use wasmfn_tests::guests::{js_guest, rust_guest};
+use wasmfn_tests::node::{NodeProc, Options, manifest, use_binary};
+
+fn start(config: &str) -> (tempfile::TempDir, NodeProc) {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), config);
+    (dir, node)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_by_path_host_and_prefix_and_404s_unknown() {
+    let wasm = rust_guest();
+    let (_dir, node) = start("domain = \"fn.test\"\n");
+    let body = node.deploy_ok(&manifest("hello", &wasm, "  routes:\n    - path: /api/hello\n")).await;
+    assert_eq!(body["changed"], true);
+    assert_eq!(body["function"]["revision"], "hello-1");
+
+    let (status, headers, text) = node.get(&node.url("default", "hello", "/")).await;
+    assert_eq!((status, text.as_str()), (200, "hello from rust v0\n"));
+    assert_eq!(headers["x-wasmfn-revision"], "hello-1");
+    // The prefix is stripped before the guest sees the path; the query is kept.
+    let (_, _, text) = node.get(&node.url("default", "hello", "/path?x=1")).await;
+    assert_eq!(text, "/path?x=1");
+    let (_, _, text) = node.get(&format!("http://{}/api/hello/path?y=2", node.ingress)).await;
+    assert_eq!(text, "/path?y=2");
+    // Host routing: <function>.<namespace>.<domain>, nothing stripped.
+    let r = node.client.get(format!("http://{}/path", node.ingress)).header("host", "hello.default.fn.test").send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "/path");
+
+    for url in [node.url("default", "nope", "/"), node.url("other", "hello", "/"), format!("http://{}/api/hellox", node.ingress)] {
+        let (status, headers, text) = node.get(&url).await;
+        assert_eq!(status, 404, "{url}");
+        assert_eq!(headers["content-type"], "application/json");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(json["error"].as_str().unwrap().contains("no function"), "{json}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn components_from_rust_and_componentize_js_both_serve() {
+    let rust = rust_guest();
+    let js = js_guest();
+    let (_dir, node) = start("");
+    node.deploy_ok(&manifest("rs", &rust, "")).await;
+    node.deploy_ok(&manifest("js", &js, "")).await;
+    assert_eq!(node.get(&node.url("default", "rs", "/")).await.2, "hello from rust v0\n");
+    assert_eq!(node.get(&node.url("default", "js", "/")).await.2, "hello from js\n");
+    let r = node.client.post(node.url("default", "js", "/echo")).body("ping from the test").send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "ping from the test");
+    let (_, _, path) = node.get(&node.url("default", "js", "/path?q=1")).await;
+    assert_eq!(path, "/path?q=1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2c_with_prior_knowledge() {
+    let wasm = rust_guest();
+    let (_dir, node) = start("");
+    node.deploy_ok(&manifest("hello", &wasm, "")).await;
+    let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+    let r = h2.get(node.url("default", "hello", "/")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().await.unwrap(), "hello from rust v0\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_output_is_logged_per_line_with_ids_and_rate_limited() {
+    let wasm = rust_guest();
+    let (_dir, node) = start("[guest-log]\nlines-per-second = 5\nburst = 10\n");
+    node.deploy_ok(&manifest("chatty", &wasm, "")).await;
+    let r = node.client.get(node.url("default", "chatty", "/log?lines=2")).header("x-request-id", "req-abc").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-abc");
+    let logs = node.wait_for_log("guest stderr line", Duration::from_secs(10)).await;
+    let line = logs.lines().find(|l| l.contains("guest line 1")).expect("stdout line logged");
+    assert!(line.contains("default/chatty") && line.contains("req-abc") && line.contains("stdout"), "{line}");
+    assert!(logs.lines().any(|l| l.contains("guest stderr line") && l.contains("stderr")));
+
+    // 1,000 lines in one request: the burst passes, the rest is dropped and counted.
+    node.get(&node.url("default", "chatty", "/log?lines=1000")).await;
+    let dropped = node.metric("wasmfn_guest_log_lines_dropped_total", &["function=\"chatty\""]).await;
+    assert!(dropped >= 900.0, "dropped {dropped}");
+    let logged = node.logs().lines().filter(|l| l.contains("guest line")).count();
+    assert!(logged < 100, "{logged} lines logged");
+    // The next line after the limit reports how many were suppressed.
+    let more = wasmfn_tests::eventually(Duration::from_secs(10), "a suppression notice", || async {
+        node.get(&node.url("default", "chatty", "/log?lines=1")).await;
+        let logs = node.logs();
+        logs.contains("lines suppressed").then_some(logs)
+    })
+    .await;
+    assert!(more.contains("lines suppressed"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_api_lists_gets_deletes_and_uploads() {
+    let wasm = rust_guest();
+    let (_dir, node) = start("");
+    assert_eq!(node.admin_get("/healthz").await.0, 200);
+    // Upload, then deploy by digest.
+    let (status, up) = node.upload(std::fs::read(&wasm).unwrap()).await;
+    assert_eq!(status, 201, "{up}");
+    let digest = up["digest"].as_str().unwrap().to_string();
+    let m = format!("apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: byref\n  namespace: team\nspec:\n  component: {digest}\n");
+    node.deploy_ok(&m).await;
+    // Same manifest again: no new revision.
+    let (status, again) = node.deploy(&m).await;
+    assert_eq!((status, again["changed"].clone()), (200, serde_json::json!(false)));
+    node.get(&node.url("team", "byref", "/")).await;
+
+    let (_, list) = node.admin_get("/v1/functions").await;
+    assert_eq!(list["functions"].as_array().unwrap().len(), 1);
+    let (status, info) = node.admin_get("/v1/functions/team/byref").await;
+    assert_eq!(status, 200);
+    assert_eq!(info["digest"], digest.as_str());
+    assert_eq!(info["revision"], "byref-1");
+    assert_eq!(info["requests"], 1);
+    assert_eq!(info["inFlight"], 0);
+    assert_eq!(info["queued"], 0);
+    assert_eq!(info["warmStarts"].as_u64().unwrap() + info["coldStarts"].as_u64().unwrap(), 1);
+    assert!(info["urls"][0].as_str().unwrap().starts_with("http://byref.team.localhost:"));
+
+    assert_eq!(node.admin_delete("/v1/functions/team/byref").await, 204);
+    assert_eq!(node.admin_delete("/v1/functions/team/byref").await, 404);
+    assert_eq!(node.get(&node.url("team", "byref", "/")).await.0, 404);
+    assert_eq!(node.admin_get("/v1/functions/team/byref").await.0, 404);
+    let metrics = node.metrics().await;
+    assert!(metrics.contains("wasmfn_aot_cache_misses_total"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_api_off_loopback_requires_a_token() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let dir = tempfile::tempdir().unwrap();
+    let listen = "listen = \"127.0.0.1:0\"\nadmin-listen = \"0.0.0.0:0\"\n";
+    let refused = NodeProc::try_start(dir.path(), Options { config: listen.into(), ..Default::default() });
+    let (msg, logs) = refused.err().expect("a non-loopback admin listener without a token must not start");
+    assert!(logs.contains("admin-token"), "{msg}\n{logs}");
+
+    let config = format!("{listen}admin-token = \"s3cret\"\n");
+    let mut node = NodeProc::start_with(dir.path(), Options { config: config.clone(), ..Default::default() });
+    // The test only talks to loopback, even though the listener is bound to all interfaces.
+    node.admin = ([127, 0, 0, 1], node.admin.port()).into();
+    assert_eq!(node.admin_get("/v1/functions").await.0, 401);
+    assert_eq!(node.admin_get("/healthz").await.0, 200, "probes stay open");
+    drop(node);
+    let mut node = NodeProc::start_with(dir.path(), Options { config, token: Some("s3cret".into()), ..Default::default() });
+    node.admin = ([127, 0, 0, 1], node.admin.port()).into();
+    assert_eq!(node.admin_get("/v1/functions").await.0, 200);
+}

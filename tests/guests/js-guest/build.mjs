@@ -1,0 +1,34 @@
+// Componentizes handler.js into a wasi:http component: `node build.mjs OUT.wasm`.
+// StarlingMonkey in componentize-js 0.23 exports wasi:http/incoming-handler@0.2.10, and the world must name
+// exactly that version; jco ships the 0.2.12 WIT packages, which have the same interfaces, so they are
+// relabelled to 0.2.10 in a temporary folder.
+import { componentize } from '@bytecodealliance/componentize-js';
+import { mkdtemp, readdir, readFile, writeFile, mkdir, rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+
+const ENGINE_WASI_VERSION = '0.2.10';
+const out = resolve(process.argv[2] ?? 'guest.wasm');
+const source = resolve(process.argv[3] ?? new URL('./handler.js', import.meta.url).pathname);
+
+const here = dirname(new URL(import.meta.url).pathname);
+const builtin = join(here, 'node_modules', '@bytecodealliance', 'jco', 'lib', 'wit', 'builtin', '0.2.12');
+
+const wit = await mkdtemp(join(tmpdir(), 'wasmfn-wit-'));
+try {
+  await mkdir(join(wit, 'deps'));
+  for (const pkg of await readdir(builtin)) {
+    const text = await readFile(join(builtin, pkg, 'package.wit'), 'utf8');
+    await mkdir(join(wit, 'deps', pkg));
+    await writeFile(join(wit, 'deps', pkg, 'package.wit'), text.replaceAll('@0.2.12', `@${ENGINE_WASI_VERSION}`));
+  }
+  await writeFile(
+    join(wit, 'world.wit'),
+    `package wasmfn:guest;\n\nworld handler {\n  include wasi:http/proxy@${ENGINE_WASI_VERSION};\n}\n`,
+  );
+  const { component } = await componentize({ sourcePath: source, witPath: wit, worldName: 'handler' });
+  await writeFile(out, component);
+  console.log(`wrote ${out} (${component.length} bytes)`);
+} finally {
+  await rm(wit, { recursive: true, force: true });
+}

@@ -1,0 +1,306 @@
+//! A real `wasmfn` process on loopback with ephemeral ports, its logs captured.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the `wasmfn` binary to run; integration tests pass `env!("CARGO_BIN_EXE_wasmfn")`.
+pub fn use_binary(path: &str) {
+    let _ = BINARY.set(PathBuf::from(path));
+}
+
+/// The `wasmfn` binary.
+pub fn binary() -> PathBuf {
+    BINARY.get().cloned().expect("call use_binary(env!(\"CARGO_BIN_EXE_wasmfn\")) first")
+}
+
+/// A running node.
+pub struct NodeProc {
+    child: Option<Child>,
+    pub ingress: SocketAddr,
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+    logs: Arc<Mutex<String>>,
+    pub stdout: Arc<Mutex<String>>,
+    pub client: reqwest::Client,
+    token: Option<String>,
+}
+
+/// Options for starting a node.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Extra TOML lines for node.toml.
+    pub config: String,
+    /// Run `wasmfn up ARGS` instead of `wasmfn serve`.
+    pub up: Option<Vec<String>>,
+    /// A shell prefix, e.g. `ulimit -v 4000000;`.
+    pub shell_prefix: Option<String>,
+    /// Bearer token the client sends to the admin API.
+    pub token: Option<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl NodeProc {
+    /// Starts `wasmfn serve` with a config in `data_dir`.
+    pub fn start(data_dir: &Path, config: &str) -> NodeProc {
+        Self::start_with(data_dir, Options { config: config.into(), ..Default::default() })
+    }
+
+    /// Starts a node and waits for its "listening" lines.
+    pub fn start_with(data_dir: &Path, opts: Options) -> NodeProc {
+        match Self::try_start(data_dir, opts) {
+            Ok(n) => n,
+            Err((msg, logs)) => panic!("{msg}\n--- node logs ---\n{logs}"),
+        }
+    }
+
+    /// Starts a node; on failure returns the reason and the node's logs.
+    pub fn try_start(data_dir: &Path, opts: Options) -> Result<NodeProc, (String, String)> {
+        std::fs::create_dir_all(data_dir).expect("create data dir");
+        let bin = binary();
+        let mut args: Vec<String> = Vec::new();
+        match &opts.up {
+            Some(up_args) => {
+                args.push("up".into());
+                args.extend(up_args.iter().cloned());
+                args.extend(["--data-dir".into(), data_dir.display().to_string()]);
+                args.extend(["--listen".into(), "127.0.0.1:0".into(), "--admin-listen".into(), "127.0.0.1:0".into()]);
+            }
+            None => {
+                let config = data_dir.join("node.toml");
+                let text = format!(
+                    "data-dir = {:?}\n{}\n",
+                    data_dir.display().to_string(),
+                    if opts.config.contains("listen =") {
+                        opts.config.clone()
+                    } else {
+                        format!("listen = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\n{}", opts.config)
+                    }
+                );
+                std::fs::write(&config, text).expect("write node.toml");
+                args.extend(["serve".into(), "--config".into(), config.display().to_string()]);
+            }
+        }
+        let mut cmd = match &opts.shell_prefix {
+            Some(prefix) => {
+                let mut c = Command::new("sh");
+                let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+                c.arg("-c").arg(format!("{prefix} exec '{}' {}", bin.display(), quoted.join(" ")));
+                c
+            }
+            None => {
+                let mut c = Command::new(&bin);
+                c.args(&args);
+                c
+            }
+        };
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).env("WASMFN_LOG", "info,wasmfn::guest=info");
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn wasmfn");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        {
+            let err = child.stderr.take().expect("stderr piped");
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut l = logs.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+            let out = child.stdout.take().expect("stdout piped");
+            let stdout = stdout.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    stdout.lock().unwrap().push_str(&format!("{line}\n"));
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let (mut ingress, mut admin) = (None, None);
+        while ingress.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = line.strip_prefix("wasmfn listening on http://") {
+                        ingress = a.trim().parse().ok();
+                    } else if let Some(a) = line.strip_prefix("wasmfn admin listening on http://") {
+                        admin = a.trim().parse().ok();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    std::thread::sleep(Duration::from_millis(0));
+                    let text = logs.lock().unwrap().clone();
+                    return Err((format!("wasmfn did not announce its listeners (exit: {status:?})"), text));
+                }
+            }
+        }
+        let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(64).build().expect("client");
+        Ok(NodeProc {
+            child: Some(child),
+            ingress: ingress.unwrap(),
+            admin: admin.unwrap(),
+            data_dir: data_dir.to_path_buf(),
+            logs,
+            stdout,
+            client,
+            token: opts.token,
+        })
+    }
+
+    /// Everything the node logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until the logs contain `needle`.
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        crate::eventually(timeout, &format!("log line containing {needle:?}"), || async {
+            let logs = self.logs();
+            logs.contains(needle).then_some(logs)
+        })
+        .await
+    }
+
+    /// `http://<ingress>/<namespace>/<name><path>`.
+    pub fn url(&self, namespace: &str, name: &str, path: &str) -> String {
+        format!("http://{}/{namespace}/{name}{path}", self.ingress)
+    }
+
+    /// `http://<admin><path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    fn admin_req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.client.request(method, self.admin_url(path));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Deploys a manifest through the admin API; returns the status and the JSON body.
+    pub async fn deploy(&self, manifest: &str) -> (u16, serde_json::Value) {
+        let resp = self.admin_req(reqwest::Method::POST, "/v1/functions").body(manifest.to_string()).send().await.expect("deploy request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Deploys and asserts success.
+    pub async fn deploy_ok(&self, manifest: &str) -> serde_json::Value {
+        let (status, body) = self.deploy(manifest).await;
+        assert!(status == 200 || status == 201, "deploy failed with {status}: {body}\n{}", self.logs());
+        body
+    }
+
+    /// Uploads component bytes; returns the status and JSON body.
+    pub async fn upload(&self, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+        let resp = self.admin_req(reqwest::Method::POST, "/v1/components").body(bytes).send().await.expect("upload");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// GET on the admin API as JSON.
+    pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self.admin_req(reqwest::Method::GET, path).send().await.expect("admin request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// DELETE on the admin API.
+    pub async fn admin_delete(&self, path: &str) -> u16 {
+        self.admin_req(reqwest::Method::DELETE, path).send().await.expect("admin request").status().as_u16()
+    }
+
+    /// The Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.client.get(self.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("metrics body")
+    }
+
+    /// The value of the first series whose line starts with `name{` and contains every `needle`; 0 if absent.
+    pub async fn metric(&self, name: &str, needles: &[&str]) -> f64 {
+        let text = self.metrics().await;
+        metric_value(&text, name, needles)
+    }
+
+    /// GET on the ingress; returns status, headers and body.
+    pub async fn get(&self, url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let resp = self.client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (status, headers, resp.text().await.unwrap_or_default())
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("node still running");
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not exit after SIGTERM\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM without waiting; returns the child to wait on.
+    pub fn terminate(&mut self) -> Child {
+        let child = self.child.take().expect("node still running");
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child
+    }
+
+    /// Kills the process at once (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- wasmfn logs ---\n{}", self.logs());
+        }
+    }
+}
+
+/// Reads a series' value from Prometheus text.
+pub fn metric_value(text: &str, name: &str, needles: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A `Function` manifest in YAML.
+pub fn manifest(name: &str, component: &Path, spec_extra: &str) -> String {
+    format!(
+        "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {name}\nspec:\n  component: {}\n{spec_extra}",
+        component.display()
+    )
+}
