@@ -92,27 +92,30 @@ pub fn rust_guest() -> PathBuf {
     PATH.get_or_init(|| build_rust(&repo_root().join("tests/guests/rust-guest"), "rust_guest")).clone()
 }
 
-/// The JavaScript test guest (`tests/guests/js-guest`), componentized by componentize-js.
+/// Componentizes a fetch-style JavaScript handler with the JS template's tooling (componentize-js).
+pub fn build_js(handler: &Path) -> PathBuf {
+    let tooling = repo_root().join("compiler-templates/js");
+    assert!(
+        tooling.join("node_modules/@bytecodealliance/componentize-js").exists(),
+        "componentize-js is not installed: run `scripts/setup.sh` (or `npm ci --prefix compiler-templates/js`)"
+    );
+    let mut h = Sha256::new();
+    h.update(std::fs::read(handler).expect("read the handler"));
+    for f in ["componentize.mjs", "package.json", "package-lock.json"] {
+        h.update(std::fs::read(tooling.join(f)).unwrap_or_default());
+    }
+    let out = out_dir().join(format!("js-{}.wasm", &hex::encode(h.finalize())[..16]));
+    let _lock = Lock::take(&out_dir().join("js.lock"));
+    if !out.exists() {
+        let tmp = out.with_extension("tmp");
+        run(Command::new("node").arg("componentize.mjs").arg(&tmp).arg(handler).current_dir(&tooling), "componentize-js");
+        std::fs::rename(&tmp, &out).expect("move the JS component into place");
+    }
+    out
+}
+
+/// The JavaScript test guest (`tests/guests/js-guest/handler.js`).
 pub fn js_guest() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = repo_root().join("tests/guests/js-guest");
-        assert!(
-            dir.join("node_modules/@bytecodealliance/componentize-js").exists(),
-            "componentize-js is not installed: run `scripts/setup.sh` (or `npm ci --prefix tests/guests/js-guest`)"
-        );
-        let mut h = Sha256::new();
-        for f in ["handler.js", "build.mjs", "package.json", "package-lock.json"] {
-            h.update(std::fs::read(dir.join(f)).unwrap_or_default());
-        }
-        let out = out_dir().join(format!("js-guest-{}.wasm", &hex::encode(h.finalize())[..16]));
-        let _lock = Lock::take(&out_dir().join("js.lock"));
-        if !out.exists() {
-            let tmp = out.with_extension("tmp");
-            run(Command::new("node").arg("build.mjs").arg(&tmp).current_dir(&dir), "componentize-js");
-            std::fs::rename(&tmp, &out).expect("move the JS component into place");
-        }
-        out
-    })
-    .clone()
+    PATH.get_or_init(|| build_js(&repo_root().join("tests/guests/js-guest/handler.js"))).clone()
 }

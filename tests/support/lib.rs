@@ -1,7 +1,7 @@
 //! Support for the end-to-end tests: builds the test guests from source with the real toolchains, and
 //! starts and drives real `wasmfn` processes on loopback with ephemeral ports.
 
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::print_stderr)]
 
 pub mod guests;
 pub mod node;

@@ -273,10 +273,11 @@ impl Node {
         function.spec.component = Some(digest.to_string());
 
         let current = self.shared.table.load().functions.get(&key).cloned();
-        if let Some(cur) = &current {
-            if cur.digest == digest && cur.function == function {
-                return Ok(Deployed { function: self.info(cur), changed: false });
-            }
+        if let Some(cur) = &current
+            && cur.digest == digest
+            && cur.function == function
+        {
+            return Ok(Deployed { function: self.info(cur), changed: false });
         }
         if let Some(route) = function
             .spec

@@ -64,19 +64,18 @@ impl Table {
                 .rsplit_once(':')
                 .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
                 .map_or(host, |(h, _)| h);
-            if let Some(labels) = host.strip_suffix(domain).and_then(|h| h.strip_suffix('.')) {
-                if let Some((function, namespace)) = labels.split_once('.') {
-                    if let Some(r) = self.functions.get(&format!("{namespace}/{function}")) {
-                        return Some(Routed { revision: r.clone(), strip: 0 });
-                    }
-                }
+            if let Some(labels) = host.strip_suffix(domain).and_then(|h| h.strip_suffix('.'))
+                && let Some((function, namespace)) = labels.split_once('.')
+                && let Some(r) = self.functions.get(&format!("{namespace}/{function}"))
+            {
+                return Some(Routed { revision: r.clone(), strip: 0 });
             }
         }
         let mut parts = path.splitn(4, '/');
-        if let (Some(""), Some(namespace), Some(function)) = (parts.next(), parts.next(), parts.next()) {
-            if let Some(r) = self.functions.get(&format!("{namespace}/{function}")) {
-                return Some(Routed { revision: r.clone(), strip: 2 + namespace.len() + function.len() });
-            }
+        if let (Some(""), Some(namespace), Some(function)) = (parts.next(), parts.next(), parts.next())
+            && let Some(r) = self.functions.get(&format!("{namespace}/{function}"))
+        {
+            return Some(Routed { revision: r.clone(), strip: 2 + namespace.len() + function.len() });
         }
         self.routes
             .iter()

@@ -1,6 +1,8 @@
-// Componentizes handler.js into a wasi:http component: `node build.mjs OUT.wasm`.
+// Componentizes a fetch-style JavaScript handler into a wasi:http component:
+//   node componentize.mjs OUT.wasm HANDLER.js
 // StarlingMonkey in componentize-js 0.23 exports wasi:http/incoming-handler@0.2.10, and the world must name
-// exactly that version; jco ships the 0.2.12 WIT packages, which have the same interfaces, so they are
+// exactly that version. componentize-js imports @bytecodealliance/preview2-shim 0.17 at run time but lists it
+// only as a dev dependency, so package.json pins it. jco ships the 0.2.12 WIT packages, which have the same interfaces, so they are
 // relabelled to 0.2.10 in a temporary folder.
 import { componentize } from '@bytecodealliance/componentize-js';
 import { mkdtemp, readdir, readFile, writeFile, mkdir, rm } from 'node:fs/promises';
@@ -9,7 +11,11 @@ import { tmpdir } from 'node:os';
 
 const ENGINE_WASI_VERSION = '0.2.10';
 const out = resolve(process.argv[2] ?? 'guest.wasm');
-const source = resolve(process.argv[3] ?? new URL('./handler.js', import.meta.url).pathname);
+if (!process.argv[3]) {
+  console.error('usage: node componentize.mjs OUT.wasm HANDLER.js');
+  process.exit(2);
+}
+const source = resolve(process.argv[3]);
 
 const here = dirname(new URL(import.meta.url).pathname);
 const builtin = join(here, 'node_modules', '@bytecodealliance', 'jco', 'lib', 'wit', 'builtin', '0.2.12');

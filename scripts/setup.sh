@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what wasmfn needs on Debian 12. Idempotent: a second run only checks.
+#   - Debian's Rust 1.96 with its std source, lld and wasi-libc: builds Rust functions for wasm32-wasip2
+#     offline (-Zbuild-std), where rustup cannot download the wasm32-wasip2 target;
+#   - Node.js and componentize-js (npm) for JavaScript functions;
+#   - wrk and hyperfine for the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc wrk hyperfine ca-certificates)
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: no host Rust toolchain: install rustup (https://rustup.rs) with Rust >= 1.95" >&2
+  exit 1
+fi
+
+# componentize-js for the JavaScript template, pinned by package-lock.json.
+js=compiler-templates/js
+stamp="$js/node_modules/.wasmfn-lock-sha256"
+want=$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: npm install in $js"
+  # `npm ci` rejects this lock file (optional per-platform packages of other platforms); `npm install`
+  # still follows it.
+  npm install --prefix "$js" --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: set up, then formatting, lints and every test (unit, doc and end-to-end; the
+# end-to-end tests compile real components with the real toolchains and run real `wasmfn` processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
