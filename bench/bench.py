@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""wasmfn benchmarks: throughput and latency against `wasmtime serve`, cold start, instantiation time,
+deploy-to-first-response and density. Everything runs on 127.0.0.1 with ephemeral ports.
+
+Run through bench/run.sh, which builds what this needs."""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = pred()
+            if v:
+                return v
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def http(method, url, body=None, timeout=120):
+    req = urllib.request.Request(url, data=body, method=method)
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+class Wasmfn:
+    """A `wasmfn serve` process with its own data dir."""
+
+    def __init__(self, binary, config=""):
+        self.dir = tempfile.mkdtemp(prefix="wasmfn-bench-")
+        cfg = os.path.join(self.dir, "node.toml")
+        with open(cfg, "w") as f:
+            f.write(f'data-dir = "{self.dir}/data"\nlisten = "{LOOPBACK}:0"\nadmin-listen = "{LOOPBACK}:0"\n{config}\n')
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--config", cfg],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "WASMFN_LOG": "warn"},
+        )
+        self.ingress = self.admin = None
+        while self.ingress is None or self.admin is None:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise SystemExit("wasmfn exited before listening")
+            m = re.match(r"wasmfn (admin )?listening on http://(\S+)", line)
+            if m:
+                if m.group(1):
+                    self.admin = m.group(2)
+                else:
+                    self.ingress = m.group(2)
+
+    def deploy(self, name, component, extra=""):
+        manifest = (
+            "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\n"
+            f"metadata:\n  name: {name}\nspec:\n  component: {os.path.abspath(component)}\n{extra}"
+        )
+        status, body = http("POST", f"http://{self.admin}/v1/functions", manifest.encode())
+        assert status in (200, 201), body
+        return json.loads(body)
+
+    def url(self, name, path="/"):
+        return f"http://{self.ingress}/default/{name}{path}"
+
+    def metrics(self):
+        return http("GET", f"http://{self.admin}/metrics")[1].decode()
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class WasmtimeServe:
+    def __init__(self, binary, component):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [binary, "serve", "-S", "cli=y", "--addr", f"{LOOPBACK}:{self.port}", component],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: http("GET", self.url())[0] == 200, 60, "wasmtime serve")
+
+    def url(self):
+        return f"http://{LOOPBACK}:{self.port}/"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+
+def wrk(url, connections, seconds):
+    threads = min(connections, 2)
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "p50_ms": to_ms(lat["50"]),
+        "p99_ms": to_ms(lat["99"]),
+        "non2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": sock.group(1) if sock else "",
+    }
+
+
+def histogram_quantile(metrics, name, q, match):
+    buckets = []
+    for line in metrics.splitlines():
+        if line.startswith(name + "_bucket{") and match in line:
+            le = re.search(r'le="([^"]+)"', line).group(1)
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    prev_le, prev_n = 0.0, 0.0
+    for le, n in buckets:
+        if n >= q * total:
+            if le == float("inf"):
+                return prev_le
+            # Linear interpolation inside the bucket, as Prometheus' histogram_quantile does.
+            return prev_le + (le - prev_le) * ((q * total - prev_n) / max(n - prev_n, 1e-9))
+        prev_le, prev_n = le, n
+    return None
+
+
+def metric(metrics, name, match=""):
+    for line in metrics.splitlines():
+        if line.startswith(name) and match in line and not line.startswith("#"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def timed_get(url):
+    t = time.perf_counter()
+    status, _ = http("GET", url)
+    assert status == 200
+    return (time.perf_counter() - t) * 1000
+
+
+def throughput(args, results):
+    wt = WasmtimeServe(args.wasmtime, args.component)
+    wf = Wasmfn(args.wasmfn)
+    wf.deploy("hello", args.component)
+    try:
+        for c in args.connections:
+            row = {}
+            # Interleave the two servers, several rounds each, and keep the median round.
+            for rnd in range(args.rounds):
+                for name, url in (("wasmtime", wt.url()), ("wasmfn", wf.url("hello"))):
+                    wrk(url, c, 2)  # warm-up
+                    row.setdefault(name, []).append(wrk(url, c, args.seconds))
+            summary = {}
+            for name, runs in row.items():
+                runs.sort(key=lambda r: r["rps"])
+                summary[name] = runs[len(runs) // 2]
+            summary["ratio_rps"] = summary["wasmfn"]["rps"] / summary["wasmtime"]["rps"]
+            summary["ratio_p99"] = summary["wasmfn"]["p99_ms"] / summary["wasmtime"]["p99_ms"]
+            results["throughput"][str(c)] = summary
+            print(f"c={c:<4} wasmtime {summary['wasmtime']['rps']:>9.0f} rps p50 {summary['wasmtime']['p50_ms']:.2f}ms "
+                  f"p99 {summary['wasmtime']['p99_ms']:.2f}ms | wasmfn {summary['wasmfn']['rps']:>9.0f} rps "
+                  f"p50 {summary['wasmfn']['p50_ms']:.2f}ms p99 {summary['wasmfn']['p99_ms']:.2f}ms | "
+                  f"x{summary['ratio_rps']:.2f} rps, p99 x{summary['ratio_p99']:.2f}", flush=True)
+        m = wf.metrics()
+        results["instantiation_us"] = {
+            q: round(histogram_quantile(m, "wasmfn_instantiation_duration_seconds", float(q), 'function="hello"') * 1e6, 1)
+            for q in ("0.5", "0.99")
+        }
+        print(f"instantiation per request: p50 {results['instantiation_us']['0.5']} us, "
+              f"p99 {results['instantiation_us']['0.99']} us", flush=True)
+    finally:
+        wt.stop()
+        wf.stop()
+
+
+def cold_start(args, results):
+    wf = Wasmfn(args.wasmfn, 'idle-ttl = "200ms"')
+    try:
+        wf.deploy("hello", args.component)
+        url = wf.url("hello")
+        warm, cold = [], []
+        for _ in range(args.cold_samples):
+            wait_until(lambda: metric(wf.metrics(), "wasmfn_loaded_revisions") == 0, 10, "eviction")
+            cold.append(timed_get(url))
+            warm.append(timed_get(url))
+        cs = metric(wf.metrics(), "wasmfn_cold_starts_total", 'function="hello"')
+        assert cs == args.cold_samples, f"expected {args.cold_samples} cold starts, metrics say {cs}"
+        r = {
+            "warm_median_ms": statistics.median(warm),
+            "cold_median_ms": statistics.median(cold),
+            "added_ms": statistics.median(cold) - statistics.median(warm),
+            "samples": args.cold_samples,
+        }
+        results["cold_start"] = r
+        print(f"cold start (AOT hit): warm {r['warm_median_ms']:.3f} ms, cold {r['cold_median_ms']:.3f} ms, "
+              f"added {r['added_ms']:.3f} ms (median of {r['samples']})", flush=True)
+    finally:
+        wf.stop()
+    for label, component in (("rust", args.component), ("js", args.js_component)):
+        if not component or not os.path.exists(component):
+            continue
+        wf = Wasmfn(args.wasmfn)
+        try:
+            t = time.perf_counter()
+            wf.deploy("fresh", component)
+            timed_get(wf.url("fresh"))
+            ms = (time.perf_counter() - t) * 1000
+            results.setdefault("deploy_to_first_response_ms", {})[label] = ms
+            print(f"deploy to first response with compile ({label}, {os.path.getsize(component)} bytes): {ms:.0f} ms",
+                  flush=True)
+        finally:
+            wf.stop()
+
+
+def density(args, results):
+    wf = Wasmfn(args.wasmfn, 'idle-ttl = "1h"')
+    try:
+        base = wf.rss_kib()
+        t = time.perf_counter()
+        for i in range(args.functions):
+            wf.deploy(f"f{i}", args.component)
+        deploy_s = time.perf_counter() - t
+        time.sleep(1)
+        deployed = wf.rss_kib()
+        t = time.perf_counter()
+        for i in range(args.functions):
+            http("GET", wf.url(f"f{i}"))
+        call_s = time.perf_counter() - t
+        called = wf.rss_kib()
+        r = {
+            "functions": args.functions,
+            "rss_empty_mib": base / 1024,
+            "rss_deployed_idle_mib": deployed / 1024,
+            "rss_after_one_call_each_mib": called / 1024,
+            "per_function_kib": (called - base) / args.functions,
+            "deploy_seconds": deploy_s,
+            "first_calls_seconds": call_s,
+        }
+        results["density"] = r
+        print(f"density: {args.functions} functions: RSS empty {r['rss_empty_mib']:.1f} MiB, deployed "
+              f"{r['rss_deployed_idle_mib']:.1f} MiB, after one call each {r['rss_after_one_call_each_mib']:.1f} MiB "
+              f"({r['per_function_kib']:.1f} KiB/function); deploys {deploy_s:.1f} s", flush=True)
+    finally:
+        wf.stop()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--wasmfn", required=True)
+    p.add_argument("--wasmtime", required=True)
+    p.add_argument("--component", required=True)
+    p.add_argument("--js-component")
+    p.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64, 256])
+    p.add_argument("--seconds", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cold-samples", type=int, default=20)
+    p.add_argument("--functions", type=int, default=1000)
+    p.add_argument("--quick", action="store_true", help="short runs for a smoke test")
+    p.add_argument("--only", choices=["throughput", "cold", "density"])
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
+    args = p.parse_args()
+    if args.quick:
+        args.seconds, args.rounds, args.cold_samples, args.functions = 2, 1, 5, 50
+    results = {
+        "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
+        "throughput": {},
+    }
+    if args.only in (None, "throughput"):
+        throughput(args, results)
+    if args.only in (None, "cold"):
+        cold_start(args, results)
+    if args.only in (None, "density"):
+        density(args, results)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Benchmarks wasmfn against `wasmtime serve` (wasmtime-cli 48.0.8) on this machine, in one run.
+# Usage: bench/run.sh [--quick]   (results are printed and written to bench/results.json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build-examples.sh >/dev/null
+cargo build --release -p wasmfn-cli
+tools="${WASMFN_BENCH_TOOLS:-$HOME/.cache/wasmfn-bench}"
+if [ ! -x "$tools/bin/wasmtime" ] || ! "$tools/bin/wasmtime" --version | grep -q "48.0.8"; then
+  echo "bench: installing wasmtime-cli 48.0.8 into $tools (about 15 minutes on 2 cores)"
+  cargo install --locked wasmtime-cli@48.0.8 --root "$tools"
+fi
+exec python3 bench/bench.py \
+  --wasmfn "${CARGO_TARGET_DIR:-target}/release/wasmfn" \
+  --wasmtime "$tools/bin/wasmtime" \
+  --component examples/hello-rust/hello.wasm \
+  --js-component examples/hello-js/hello.wasm \
+  "$@"
