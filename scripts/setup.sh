@@ -2,7 +2,7 @@
 # Installs what wasmfn needs on Debian 12. Idempotent: a second run only checks.
 #   - Debian's Rust 1.96 with its std source, lld and wasi-libc: builds Rust functions for wasm32-wasip2
 #     offline (-Zbuild-std), where rustup cannot download the wasm32-wasip2 target;
-#   - Node.js and componentize-js (npm) for JavaScript functions;
+#   - Node.js and componentize-js (npm) for JavaScript functions; componentize-py (PyPI) for Python;
 #   - wrk and hyperfine for the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc wrk hyperfine ca-certificates)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -37,4 +39,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # still follows it.
   npm install --prefix "$js" --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
+fi
+
+# componentize-py for the Python template, in its own virtualenv (Debian's Python is externally managed).
+venv=compiler-templates/python/.venv
+if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -q "0.25.1"; then
+  echo "setup: componentize-py 0.25.1 into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1
 fi

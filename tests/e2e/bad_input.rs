@@ -75,7 +75,11 @@ async fn up_serves_a_folder_prints_urls_and_redeploys_on_change() {
     std::fs::create_dir_all(&fdir).unwrap();
     std::fs::copy(&wasm, fdir.join("hello.wasm")).unwrap();
     let write = |version: &str| {
-        let m = manifest("hello", std::path::Path::new("hello.wasm"), &format!("  env:\n    - name: VERSION\n      value: {version}\n"));
+        let m = manifest(
+            "hello",
+            std::path::Path::new("hello.wasm"),
+            &format!("  env:\n    - name: VERSION\n      value: {version}\n"),
+        );
         std::fs::write(fdir.join("function.yaml"), m).unwrap();
     };
     write("v1");
@@ -83,7 +87,10 @@ async fn up_serves_a_folder_prints_urls_and_redeploys_on_change() {
     let bare = project.path().join("Bare_One.wasm");
     std::fs::copy(&wasm, &bare).unwrap();
     let data = tempfile::tempdir().unwrap();
-    let up = Options { up: Some(vec![project.path().display().to_string(), bare.display().to_string()]), ..Default::default() };
+    let up = Options {
+        up: Some(vec![project.path().display().to_string(), bare.display().to_string()]),
+        ..Default::default()
+    };
     let node = NodeProc::start_with(data.path(), up);
     let stdout = eventually(Duration::from_secs(10), "URL lines", || async {
         let s = node.stdout.lock().unwrap().clone();
@@ -99,7 +106,11 @@ async fn up_serves_a_folder_prints_urls_and_redeploys_on_change() {
         (node.get(&node.url("default", "hello", "/")).await.2 == "hello from rust v2\n").then_some(())
     })
     .await;
-    std::fs::write(fdir.join("function.yaml"), "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata: {name: hello}\nspec: {componnt: x}\n").unwrap();
+    std::fs::write(
+        fdir.join("function.yaml"),
+        "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata: {name: hello}\nspec: {componnt: x}\n",
+    )
+    .unwrap();
     node.wait_for_log("redeploy failed", Duration::from_secs(20)).await;
     assert_eq!(node.get(&node.url("default", "hello", "/")).await.2, "hello from rust v2\n");
 }

@@ -65,7 +65,11 @@ async fn hot_update_under_load_loses_nothing_and_each_answer_has_one_revision() 
             other => panic!("answer mixes revisions or is unknown: {other:?}"),
         }
         if *started > deployed {
-            assert_eq!(rev.as_deref(), Some("upd-2"), "a request sent after the update returned went to the old revision");
+            assert_eq!(
+                rev.as_deref(),
+                Some("upd-2"),
+                "a request sent after the update returned went to the old revision"
+            );
         }
     }
     assert!(v1 >= 200 && v2 >= 100, "v1 {v1}, v2 {v2}");
@@ -100,7 +104,10 @@ async fn restart_restores_the_table_and_shutdown_exits_zero() {
     // The revision counter carries on.
     let body = node.deploy_ok(&versioned("one", &wasm, "v3")).await;
     assert_eq!(body["function"]["revision"], "one-3");
-    eventually(Duration::from_secs(60), "ready after warm-up", || async { (node.admin_get("/readyz").await.0 == 200).then_some(()) }).await;
+    eventually(Duration::from_secs(60), "ready after warm-up", || async {
+        (node.admin_get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
 }
 
 fn aot_entries(data: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -191,7 +198,8 @@ async fn idle_functions_scale_to_zero_and_cold_start_from_the_aot_cache() {
     assert_eq!(node.get(&node.url("default", "sleepy", "/")).await.0, 200);
     assert_eq!(node.metric("wasmfn_cold_starts_total", &[f]).await, 0.0, "code loaded at deploy is warm");
     eventually(Duration::from_secs(10), "eviction", || async {
-        (node.metric("wasmfn_evictions_total", &[f]).await >= 1.0 && node.metric("wasmfn_loaded_revisions", &[]).await == 0.0)
+        (node.metric("wasmfn_evictions_total", &[f]).await >= 1.0
+            && node.metric("wasmfn_loaded_revisions", &[]).await == 0.0)
             .then_some(())
     })
     .await;
@@ -238,7 +246,10 @@ async fn pooling_by_default_and_on_demand_when_address_space_is_short() {
     drop(node);
     // 16 GiB of address space cannot hold 2,000 pooled 4 GiB memory slots.
     let d = dir();
-    let node = NodeProc::start_with(d.path(), Options { shell_prefix: Some("ulimit -v 16000000;".into()), ..Default::default() });
+    let node = NodeProc::start_with(
+        d.path(),
+        Options { shell_prefix: Some("ulimit -v 16000000;".into()), ..Default::default() },
+    );
     assert!(node.logs().contains("falling back to on-demand allocation"), "{}", node.logs());
     assert_eq!(node.metric("wasmfn_instance_allocator", &["on-demand"]).await, 1.0);
     node.deploy_ok(&manifest("ondemand", &wasm, "")).await;

@@ -18,7 +18,12 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn overload_gets_503_with_retry_after_and_queue_times_out() {
     let wasm = rust_guest();
     let (_dir, node) = start();
-    node.deploy_ok(&manifest("slow", &wasm, "  scaling:\n    maxConcurrency: 1\n    maxQueue: 1\n    queueTimeout: 500ms\n")).await;
+    node.deploy_ok(&manifest(
+        "slow",
+        &wasm,
+        "  scaling:\n    maxConcurrency: 1\n    maxQueue: 1\n    queueTimeout: 500ms\n",
+    ))
+    .await;
     let fn_label = "function=\"slow\"";
 
     let running = tokio::spawn({
@@ -112,13 +117,21 @@ async fn oversized_body_gets_413_without_reaching_the_guest() {
     assert_eq!(r.status().as_u16(), 413);
     assert!(r.text().await.unwrap().contains("limit of 1024 bytes"));
     // Chunked, no declared length.
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..4).map(|_| Ok(bytes::Bytes::from(vec![b'b'; 512]))).collect();
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+        (0..4).map(|_| Ok(bytes::Bytes::from(vec![b'b'; 512]))).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let r = node.client.post(&url).body(body).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 413);
     // A small chunked body passes.
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![Ok(bytes::Bytes::from_static(b"hi ")), Ok(bytes::Bytes::from_static(b"there"))];
-    let r = node.client.post(&url).body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))).send().await.unwrap();
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+        vec![Ok(bytes::Bytes::from_static(b"hi ")), Ok(bytes::Bytes::from_static(b"there"))];
+    let r = node
+        .client
+        .post(&url)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "hi there");
     assert_eq!(node.metric(count, &["function=\"small\""]).await, 2.0, "the 413s never instantiated the guest");
 }

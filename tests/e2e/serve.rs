@@ -1,7 +1,7 @@
 //! Serving: routing, components from two toolchains, HTTP/1.1 and h2c, guest logs, the admin API.
 
 use std::time::Duration;
-use wasmfn_tests::guests::{js_guest, rust_guest};
+use wasmfn_tests::guests::{js_guest, py_guest, rust_guest};
 use wasmfn_tests::node::{NodeProc, Options, manifest, use_binary};
 
 fn start(config: &str) -> (tempfile::TempDir, NodeProc) {
@@ -28,10 +28,20 @@ async fn routes_by_path_host_and_prefix_and_404s_unknown() {
     let (_, _, text) = node.get(&format!("http://{}/api/hello/path?y=2", node.ingress)).await;
     assert_eq!(text, "/path?y=2");
     // Host routing: <function>.<namespace>.<domain>, nothing stripped.
-    let r = node.client.get(format!("http://{}/path", node.ingress)).header("host", "hello.default.fn.test").send().await.unwrap();
+    let r = node
+        .client
+        .get(format!("http://{}/path", node.ingress))
+        .header("host", "hello.default.fn.test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "/path");
 
-    for url in [node.url("default", "nope", "/"), node.url("other", "hello", "/"), format!("http://{}/api/hellox", node.ingress)] {
+    for url in [
+        node.url("default", "nope", "/"),
+        node.url("other", "hello", "/"),
+        format!("http://{}/api/hellox", node.ingress),
+    ] {
         let (status, headers, text) = node.get(&url).await;
         assert_eq!(status, 404, "{url}");
         assert_eq!(headers["content-type"], "application/json");
@@ -56,6 +66,15 @@ async fn components_from_rust_and_componentize_js_both_serve() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn components_from_componentize_py_serve() {
+    let py = py_guest();
+    let (_dir, node) = start("");
+    node.deploy_ok(&manifest("py", &py, "  limits:\n    memory: 256Mi\n")).await;
+    assert_eq!(node.get(&node.url("default", "py", "/")).await.2, "hello from python\n");
+    assert_eq!(node.get(&node.url("default", "py", "/x?y=1")).await.2, "/x?y=1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn h2c_with_prior_knowledge() {
     let wasm = rust_guest();
     let (_dir, node) = start("");
@@ -71,7 +90,13 @@ async fn guest_output_is_logged_per_line_with_ids_and_rate_limited() {
     let wasm = rust_guest();
     let (_dir, node) = start("[guest-log]\nlines-per-second = 5\nburst = 10\n");
     node.deploy_ok(&manifest("chatty", &wasm, "")).await;
-    let r = node.client.get(node.url("default", "chatty", "/log?lines=2")).header("x-request-id", "req-abc").send().await.unwrap();
+    let r = node
+        .client
+        .get(node.url("default", "chatty", "/log?lines=2"))
+        .header("x-request-id", "req-abc")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "req-abc");
     let logs = node.wait_for_log("guest stderr line", Duration::from_secs(10)).await;
     let line = logs.lines().find(|l| l.contains("guest line 1")).expect("stdout line logged");
@@ -103,7 +128,9 @@ async fn admin_api_lists_gets_deletes_and_uploads() {
     let (status, up) = node.upload(std::fs::read(&wasm).unwrap()).await;
     assert_eq!(status, 201, "{up}");
     let digest = up["digest"].as_str().unwrap().to_string();
-    let m = format!("apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: byref\n  namespace: team\nspec:\n  component: {digest}\n");
+    let m = format!(
+        "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: byref\n  namespace: team\nspec:\n  component: {digest}\n"
+    );
     node.deploy_ok(&m).await;
     // Same manifest again: no new revision.
     let (status, again) = node.deploy(&m).await;
@@ -146,7 +173,8 @@ async fn admin_api_off_loopback_requires_a_token() {
     assert_eq!(node.admin_get("/v1/functions").await.0, 401);
     assert_eq!(node.admin_get("/healthz").await.0, 200, "probes stay open");
     drop(node);
-    let mut node = NodeProc::start_with(dir.path(), Options { config, token: Some("s3cret".into()), ..Default::default() });
+    let mut node =
+        NodeProc::start_with(dir.path(), Options { config, token: Some("s3cret".into()), ..Default::default() });
     node.admin = ([127, 0, 0, 1], node.admin.port()).into();
     assert_eq!(node.admin_get("/v1/functions").await.0, 200);
 }

@@ -22,7 +22,8 @@ struct Lock(std::fs::File);
 
 impl Lock {
     fn take(path: &Path) -> Lock {
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).expect("open lock file");
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).expect("open lock file");
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a file descriptor we own.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
@@ -76,7 +77,9 @@ pub fn build_rust(crate_dir: &Path, artifact: &str) -> PathBuf {
             .env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", "-Clink-self-contained=no -L/usr/lib/wasm32-wasi");
     }
     cmd.arg("--target-dir").arg(&target).current_dir(crate_dir);
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET"] {
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET"]
+    {
         cmd.env_remove(var);
     }
     run(&mut cmd, &format!("building {}", crate_dir.display()));
@@ -108,7 +111,10 @@ pub fn build_js(handler: &Path) -> PathBuf {
     let _lock = Lock::take(&out_dir().join("js.lock"));
     if !out.exists() {
         let tmp = out.with_extension("tmp");
-        run(Command::new("node").arg("componentize.mjs").arg(&tmp).arg(handler).current_dir(&tooling), "componentize-js");
+        run(
+            Command::new("node").arg("componentize.mjs").arg(&tmp).arg(handler).current_dir(&tooling),
+            "componentize-js",
+        );
         std::fs::rename(&tmp, &out).expect("move the JS component into place");
     }
     out
@@ -118,4 +124,31 @@ pub fn build_js(handler: &Path) -> PathBuf {
 pub fn js_guest() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| build_js(&repo_root().join("tests/guests/js-guest/handler.js"))).clone()
+}
+
+/// Componentizes a Python app folder (module `app`) with the Python template's tooling (componentize-py).
+pub fn build_py(app_dir: &Path) -> PathBuf {
+    let script = repo_root().join("compiler-templates/python/componentize.sh");
+    let mut h = Sha256::new();
+    h.update(std::fs::read(&script).expect("read componentize.sh"));
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(app_dir).expect("read the app folder").map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "py")) {
+        h.update(std::fs::read(f).unwrap());
+    }
+    let out = out_dir().join(format!("py-{}.wasm", &hex::encode(h.finalize())[..16]));
+    let _lock = Lock::take(&out_dir().join("py.lock"));
+    if !out.exists() {
+        let tmp = out.with_extension("tmp");
+        run(Command::new(&script).arg(&tmp).arg(app_dir), "componentize-py");
+        std::fs::rename(&tmp, &out).expect("move the Python component into place");
+    }
+    out
+}
+
+/// The Python test guest (`tests/guests/py-guest/app.py`).
+pub fn py_guest() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| build_py(&repo_root().join("tests/guests/py-guest"))).clone()
 }

@@ -195,7 +195,12 @@ impl NodeProc {
 
     /// Deploys a manifest through the admin API; returns the status and the JSON body.
     pub async fn deploy(&self, manifest: &str) -> (u16, serde_json::Value) {
-        let resp = self.admin_req(reqwest::Method::POST, "/v1/functions").body(manifest.to_string()).send().await.expect("deploy request");
+        let resp = self
+            .admin_req(reqwest::Method::POST, "/v1/functions")
+            .body(manifest.to_string())
+            .send()
+            .await
+            .expect("deploy request");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }

@@ -6,8 +6,10 @@
 
 use crate::blobs::{Digest, write_atomic};
 use crate::metrics::Metrics;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -27,6 +29,21 @@ pub(crate) struct AotCache {
     dir: PathBuf,
     engine: Engine,
     metrics: Metrics,
+    /// Entries whose checksum this process verified, with the file identity seen then. A cold start after
+    /// scale to zero skips reading and hashing an unchanged file; any write to it changes its identity.
+    verified: Mutex<HashMap<PathBuf, FileId>>,
+}
+
+/// What identifies a file's content without reading it: inode, size, and modification and change times.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FileId([i64; 6]);
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(FileId([m.ino() as i64, m.size() as i64, m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()]))
+    }
 }
 
 impl AotCache {
@@ -34,7 +51,7 @@ impl AotCache {
         let mut h = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         let dir = data_dir.join("aot").join(format!("{:016x}", h.finish()));
-        AotCache { dir, engine: engine.clone(), metrics }
+        AotCache { dir, engine: engine.clone(), metrics, verified: Mutex::default() }
     }
 
     fn paths(&self, digest: &Digest) -> (PathBuf, PathBuf) {
@@ -77,11 +94,14 @@ impl AotCache {
         let compiled = self.engine.precompile_component(&bytes).map_err(|e| crate::Error::Compile(format!("{e:#}")))?;
         self.metrics.compile_seconds.observe(started.elapsed().as_secs_f64());
         tracing::info!(%digest, seconds = started.elapsed().as_secs_f64(), bytes = compiled.len(), "compiled component");
-        // Code first, then its checksum: an entry without a checksum is a miss, never a hit.
-        let stored =
-            write_atomic(&code, &compiled).and_then(|()| write_atomic(&sum, self.checksum(digest, &compiled).as_bytes()));
-        if let Err(e) = stored {
-            tracing::warn!(%digest, error = %e, "cannot write the AOT cache entry; serving from memory");
+        // Code first, then its checksum: an entry without a checksum is never a hit.
+        let stored = write_atomic(&code, &compiled)
+            .and_then(|()| write_atomic(&sum, self.checksum(digest, &compiled).as_bytes()));
+        match stored.and_then(|()| FileId::of(&code)) {
+            Ok(id) => {
+                self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(code.clone(), id);
+            }
+            Err(e) => tracing::warn!(%digest, error = %e, "cannot write the AOT cache entry; serving from memory"),
         }
         // SAFETY: `compiled` was just produced by this engine's `precompile_component`.
         let component = unsafe { Component::deserialize(&self.engine, &compiled) }
@@ -101,23 +121,76 @@ impl AotCache {
     }
 
     fn try_load(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<Option<Component>, String> {
-        let expected = match std::fs::read_to_string(sum) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read checksum: {e}")),
-        };
-        let bytes = match std::fs::read(code) {
-            Ok(b) => b,
+        let id = match FileId::of(code) {
+            Ok(id) => id,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read entry: {e}")),
         };
+        let known = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(code) == Some(&id);
+        if !known {
+            self.verify(digest, code, sum)?;
+            self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(code.to_path_buf(), id);
+        }
+        // SAFETY: the file was written by this cache for an engine with the same compatibility hash (the
+        // directory name) and its checksum matched, in this process, for this very file identity, so it is
+        // wasmtime's own output, unmodified.
+        match unsafe { Component::deserialize_file(&self.engine, code) } {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => {
+                self.verified.lock().unwrap_or_else(|e| e.into_inner()).remove(code);
+                Err(format!("{e:#}"))
+            }
+        }
+    }
+
+    /// Checks the entry's checksum. `Ok(())` when it matches.
+    fn verify(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<(), String> {
+        let expected = std::fs::read_to_string(sum).map_err(|e| format!("cannot read checksum: {e}"))?;
+        let bytes = std::fs::read(code).map_err(|e| format!("cannot read entry: {e}"))?;
         let actual = self.checksum(digest, &bytes);
         if actual != expected.trim() {
             return Err(format!("checksum mismatch: expected {}, found {actual}", expected.trim()));
         }
-        drop(bytes);
-        // SAFETY: the file was written by this cache for an engine with the same compatibility hash (the
-        // directory name) and its checksum matches, so it is wasmtime's own output, unmodified.
-        unsafe { Component::deserialize_file(&self.engine, code) }.map(Some).map_err(|e| format!("{e:#}"))
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(dir: &Path) -> (AotCache, Metrics) {
+        let engine = Engine::default();
+        let metrics = Metrics::new();
+        (AotCache::new(dir, &engine, metrics.clone()), metrics)
+    }
+
+    #[test]
+    fn hit_after_miss_and_an_in_place_edit_is_caught_in_the_same_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let (aot, metrics) = cache(dir.path());
+        let wasm = wat::parse_str("(component (core module))").unwrap();
+        let digest = Digest::of(&wasm);
+        let compile = || Ok(wasm.clone());
+        assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Miss);
+        assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Hit);
+        assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Hit);
+
+        // Rewrite the entry in place with different bytes of the same length: the file's identity changes,
+        // so the checksum is verified again and fails.
+        let (code, _) = aot.paths(&digest);
+        let mut bytes = std::fs::read(&code).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&code, &bytes).unwrap();
+        assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Recovered);
+        assert_eq!(metrics.aot_corrupt.get(), 1);
+        assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Hit);
+
+        // In a new process (nothing verified yet), an entry without its checksum file is not trusted.
+        std::fs::remove_file(aot.paths(&digest).1).unwrap();
+        let (fresh, _) = cache(dir.path());
+        assert_eq!(fresh.load_or_compile(&digest, compile).unwrap().1, Outcome::Recovered);
+        assert_eq!(fresh.load_or_compile(&digest, compile).unwrap().1, Outcome::Hit);
     }
 }

@@ -202,6 +202,7 @@ impl Node {
     /// Compiles (or loads from the AOT cache) and links a component. Blocking.
     fn load_blocking(&self, digest: Digest, bytes: Option<Vec<u8>>) -> Result<Arc<Loaded>, Error> {
         let shared = &self.shared;
+        let started = Instant::now();
         let cached = shared.codes.lock().unwrap_or_else(|e| e.into_inner()).get(&digest).and_then(Weak::upgrade);
         let code = match cached {
             Some(code) => code,
@@ -216,8 +217,10 @@ impl Node {
                 code
             }
         };
+        let loaded_at = started.elapsed();
         let pre = shared.linker.instantiate_pre(&code.component).map_err(|e| Error::Link(format!("{e:#}")))?;
         let pre = ProxyPre::new(pre).map_err(|e| Error::MissingHandler(format!("{e:#}")))?;
+        tracing::debug!(%digest, load_us = loaded_at.as_micros() as u64, link_us = (started.elapsed() - loaded_at).as_micros() as u64, "code ready");
         Ok(Arc::new(Loaded::new(pre, code, shared.metrics.loaded.clone())))
     }
 
