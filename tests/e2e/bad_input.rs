@@ -59,6 +59,11 @@ async fn every_bad_deploy_is_rejected_with_its_reason_and_v1_keeps_serving() {
         assert_eq!((status, text.as_str()), (200, "hello from rust v0\n"), "v1 must keep serving after: {msg}");
         assert_eq!(headers["x-wasmfn-revision"], "svc-1");
     }
+    // A route another function already serves.
+    node.deploy_ok(&manifest("owner", &wasm, "  routes:\n    - path: /shared\n")).await;
+    let (status, body) = node.deploy(&manifest("svc", &wasm, "  routes:\n    - path: /shared/\n")).await;
+    assert_eq!(status, 422);
+    assert!(body["error"].as_str().unwrap().contains("route `/shared/` is already served by default/owner"), "{body}");
     let (status, body) = node.upload(b"nope".to_vec()).await;
     assert_eq!(status, 422);
     assert!(body["error"].as_str().unwrap().contains("not a WebAssembly file"));

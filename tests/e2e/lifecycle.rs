@@ -41,7 +41,7 @@ async fn hot_update_under_load_loses_nothing_and_each_answer_has_one_revision() 
         }));
     }
     eventually(Duration::from_secs(30), "load running", || async {
-        (node.metric("wasmfn_requests_total", &["function=\"upd\""]).await >= 200.0).then_some(())
+        (node.metric_opt("wasmfn_requests_total", &["function=\"upd\""]).await? >= 200.0).then_some(())
     })
     .await;
     node.deploy_ok(&versioned("upd", &wasm, "v2")).await;

@@ -80,6 +80,45 @@ async fn timeout_gets_504_and_the_node_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_mid_body_aborts_the_response_instead_of_a_short_200() {
+    let wasm = rust_guest();
+    let (_dir, node) = start();
+    node.deploy_ok(&manifest("partial", &wasm, "  limits:\n    timeout: 300ms\n")).await;
+    // The connection is aborted: before the head left the node (hyper had it buffered) or mid-body. Either
+    // way the client must not receive what looks like a complete 200.
+    match node.client.get(node.url("default", "partial", "/partial")).send().await {
+        Err(e) => assert!(e.is_request(), "{e}"),
+        Ok(r) => {
+            assert_eq!(r.status().as_u16(), 200);
+            assert!(r.text().await.is_err(), "the body must end with an error, not look complete");
+        }
+    }
+    let (_, info) = node.admin_get("/v1/functions/default/partial").await;
+    assert!(info["lastError"].as_str().unwrap_or_default().contains("timeout"), "{info}");
+    assert_eq!(node.get(&node.url("default", "partial", "/")).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_request_body_holds_no_slot_and_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let wasm = rust_guest();
+    let (_dir, node) = start();
+    node.deploy_ok(&manifest("one", &wasm, "  scaling:\n    maxConcurrency: 1\n  limits:\n    timeout: 1s\n")).await;
+    // A chunked body that never finishes.
+    let mut stalled = tokio::net::TcpStream::connect(node.ingress).await.unwrap();
+    let head = "POST /default/one/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    // The only slot is free for others meanwhile.
+    for _ in 0..3 {
+        assert_eq!(node.get(&node.url("default", "one", "/")).await.0, 200);
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stalled.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn memory_cap_fails_only_the_greedy_request() {
     let wasm = rust_guest();
     let (_dir, node) = start();

@@ -144,8 +144,12 @@ async fn admin_api_lists_gets_deletes_and_uploads() {
     assert_eq!(info["digest"], digest.as_str());
     assert_eq!(info["revision"], "byref-1");
     assert_eq!(info["requests"], 1);
-    assert_eq!(info["inFlight"], 0);
     assert_eq!(info["queued"], 0);
+    // The slot is released when the guest task ends, just after the response.
+    wasmfn_tests::eventually(Duration::from_secs(10), "in-flight back to 0", || async {
+        (node.admin_get("/v1/functions/team/byref").await.1["inFlight"] == 0).then_some(())
+    })
+    .await;
     assert_eq!(info["warmStarts"].as_u64().unwrap() + info["coldStarts"].as_u64().unwrap(), 1);
     assert!(info["urls"][0].as_str().unwrap().starts_with("http://byref.team.localhost:"));
 
@@ -177,4 +181,25 @@ async fn admin_api_off_loopback_requires_a_token() {
         NodeProc::start_with(dir.path(), Options { config, token: Some("s3cret".into()), ..Default::default() });
     node.admin = ([127, 0, 0, 1], node.admin.port()).into();
     assert_eq!(node.admin_get("/v1/functions").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guests_cannot_reach_loopback_unless_allowed() {
+    let wasm = rust_guest();
+    let (_dir, node) = start("");
+    node.deploy_ok(&manifest("fetcher", &wasm, "")).await;
+    let target = |node: &NodeProc, authority: String| {
+        node.url("default", "fetcher", &format!("/fetch?authority={authority}&path=/healthz"))
+    };
+    // The admin API listens on loopback: a guest must not be able to deploy or delete functions.
+    for authority in [node.admin.to_string(), format!("localhost:{}", node.admin.port()), "169.254.169.254".into()] {
+        let (status, _, body) = node.get(&target(&node, authority.clone())).await;
+        assert_eq!(status, 502, "{authority}: {body}");
+        assert!(body.contains("DestinationIpProhibited"), "{authority}: {body}");
+    }
+    drop(node);
+    let (_dir, node) = start("allow-loopback-egress = true\n");
+    node.deploy_ok(&manifest("fetcher", &wasm, "")).await;
+    let (status, _, body) = node.get(&target(&node, node.admin.to_string())).await;
+    assert_eq!((status, body.as_str()), (200, "status 200"));
 }

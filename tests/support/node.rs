@@ -236,10 +236,16 @@ impl NodeProc {
         self.client.get(self.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("metrics body")
     }
 
-    /// The value of the first series whose line starts with `name{` and contains every `needle`; 0 if absent.
+    /// The value of the first series named `name` whose line contains every `needle`; panics when there is
+    /// none, so a renamed or unregistered series fails the test instead of reading as 0.
     pub async fn metric(&self, name: &str, needles: &[&str]) -> f64 {
         let text = self.metrics().await;
-        metric_value(&text, name, needles)
+        metric_value(&text, name, needles).unwrap_or_else(|| panic!("no series {name} with {needles:?} in:\n{text}"))
+    }
+
+    /// Like [`Self::metric`], `None` when the series does not exist (yet).
+    pub async fn metric_opt(&self, name: &str, needles: &[&str]) -> Option<f64> {
+        metric_value(&self.metrics().await, name, needles)
     }
 
     /// GET on the ingress; returns status, headers and body.
@@ -292,14 +298,13 @@ impl Drop for NodeProc {
 }
 
 /// Reads a series' value from Prometheus text.
-pub fn metric_value(text: &str, name: &str, needles: &[&str]) -> f64 {
+pub fn metric_value(text: &str, name: &str, needles: &[&str]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .find(|l| needles.iter().all(|n| l.contains(n)))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A `Function` manifest in YAML.

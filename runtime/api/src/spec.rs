@@ -172,6 +172,11 @@ pub struct FunctionStatus {
     pub digest: Option<String>,
 }
 
+/// Longest accepted `spec.limits.timeout`.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Longest accepted `spec.scaling.queueTimeout`.
+pub const MAX_QUEUE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -231,9 +236,12 @@ impl Function {
         if s.max_queue > 0 && s.queue_timeout.is_zero() {
             return Err(ManifestError::invalid("spec.scaling.queueTimeout", "must be above zero when maxQueue > 0"));
         }
+        if s.queue_timeout > MAX_QUEUE_TIMEOUT {
+            return Err(ManifestError::invalid("spec.scaling.queueTimeout", "must be at most 1h"));
+        }
         let l = &self.spec.limits;
-        if l.timeout.is_zero() {
-            return Err(ManifestError::invalid("spec.limits.timeout", "must be above zero"));
+        if l.timeout.is_zero() || l.timeout > MAX_TIMEOUT {
+            return Err(ManifestError::invalid("spec.limits.timeout", "must be above zero and at most 24h"));
         }
         if l.memory.bytes() < (1 << 20) {
             return Err(ManifestError::invalid("spec.limits.memory", "must be at least 1Mi"));

@@ -31,6 +31,8 @@ fn unknown_field_is_named_with_its_path() {
 fn wrong_types_and_values_are_named() {
     let err = Function::from_yaml(&with_spec("  component: a.wasm\n  limits:\n    timeout: soon\n")).unwrap_err();
     assert!(err.to_string().contains("spec.limits.timeout"), "{err}");
+    let err = Function::from_yaml(&with_spec("  component: a.wasm\n  limits:\n    timeout: 1000y\n")).unwrap_err();
+    assert!(err.to_string().contains("at most 24h"), "{err}");
     let err = Function::from_yaml(&with_spec("  component: a.wasm\n  limits:\n    memory: 12Qi\n")).unwrap_err();
     assert!(err.to_string().contains("spec.limits.memory") && err.to_string().contains("Qi"), "{err}");
     let err = Function::from_yaml(&with_spec("  env: []\n")).unwrap_err();

@@ -49,7 +49,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile_in(dir)?;
     tmp.1.write_all(bytes)?;
     tmp.1.sync_all()?;
-    std::fs::rename(&tmp.0, path)
+    std::fs::rename(&tmp.0, path)?;
+    // Make the rename itself durable.
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {

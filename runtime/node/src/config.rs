@@ -27,6 +27,8 @@ pub struct NodeConfig {
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Let guests' outgoing HTTP reach loopback addresses (off: the admin API listens there).
+    pub allow_loopback_egress: bool,
     /// Instance pool sizing.
     pub pool: PoolConfig,
     /// Guest stdout/stderr rate limit.
@@ -67,6 +69,7 @@ impl Default for NodeConfig {
             domain: "localhost".into(),
             idle_ttl: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
+            allow_loopback_egress: false,
             pool: PoolConfig::default(),
             guest_log: GuestLogConfig::default(),
         }

@@ -57,6 +57,10 @@ pub(crate) struct FunctionStats {
     pub(crate) evictions: Counter,
     pub(crate) last_error: Mutex<Option<String>>,
     pub(crate) log: Arc<GuestLog>,
+    /// Concurrency slots and the queue count, shared by the function's revisions so `maxConcurrency` and
+    /// `maxQueue` hold across an update; a changed limit starts a new semaphore.
+    slots: Mutex<Option<(u32, Arc<Semaphore>)>>,
+    waiting: AtomicU32,
 }
 
 impl FunctionStats {
@@ -74,8 +78,26 @@ impl FunctionStats {
             last_error: Mutex::new(None),
             log: Arc::new(GuestLog::new(format!("{namespace}/{name}"), log.clone(), dropped)),
             codes: RwLock::default(),
+            slots: Mutex::new(None),
+            waiting: AtomicU32::new(0),
             metrics: metrics.clone(),
             labels,
+        }
+    }
+
+    /// The semaphore for `max` concurrent requests (none for 0), reused while the limit is unchanged.
+    fn slots_for(&self, max: u32) -> Option<Arc<Semaphore>> {
+        if max == 0 {
+            return None;
+        }
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slots {
+            Some((n, s)) if *n == max => Some(s.clone()),
+            _ => {
+                let s = Arc::new(Semaphore::new(max as usize));
+                *slots = Some((max, s.clone()));
+                Some(s)
+            }
         }
     }
 
@@ -147,7 +169,7 @@ struct QueueSlot<'a>(&'a Revision);
 
 impl Drop for QueueSlot<'_> {
     fn drop(&mut self) {
-        self.0.queued.fetch_sub(1, Ordering::Relaxed);
+        self.0.stats.waiting.fetch_sub(1, Ordering::Relaxed);
         self.0.stats.queued.dec();
     }
 }
@@ -164,7 +186,6 @@ pub(crate) struct Revision {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) stats: Arc<FunctionStats>,
     slots: Option<Arc<Semaphore>>,
-    queued: AtomicU32,
     code: ArcSwapOption<Loaded>,
     load_lock: tokio::sync::Mutex<()>,
     /// Milliseconds since `epoch` of the last request.
@@ -181,7 +202,7 @@ impl Revision {
         stats: Arc<FunctionStats>,
         epoch: Instant,
     ) -> Revision {
-        let max = function.spec.scaling.max_concurrency;
+        let slots = stats.slots_for(function.spec.scaling.max_concurrency);
         Revision {
             name: format!("{}-{generation}", function.metadata.name),
             generation,
@@ -189,8 +210,7 @@ impl Revision {
             digest,
             created,
             stats,
-            slots: (max > 0).then(|| Arc::new(Semaphore::new(max as usize))),
-            queued: AtomicU32::new(0),
+            slots,
             code: ArcSwapOption::empty(),
             load_lock: tokio::sync::Mutex::new(()),
             last_used: AtomicU64::new(epoch.elapsed().as_millis() as u64),
@@ -230,8 +250,8 @@ impl Revision {
 
     fn enqueue(&self) -> Result<QueueSlot<'_>, Rejected> {
         let max = self.function.spec.scaling.max_queue;
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= max {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        if self.stats.waiting.fetch_add(1, Ordering::Relaxed) >= max {
+            self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(Rejected::QueueFull);
         }
         self.stats.queued.inc();
@@ -282,7 +302,8 @@ impl Revision {
 
     /// Drops the compiled code if unused for `ttl`. In-flight requests keep their own reference.
     pub(crate) fn evict_if_idle(&self, ttl: Duration) -> bool {
-        let idle = self.epoch.elapsed().as_millis() as u64 - self.last_used.load(Ordering::Relaxed);
+        // `touch` may run between the two reads: saturate rather than underflow.
+        let idle = (self.epoch.elapsed().as_millis() as u64).saturating_sub(self.last_used.load(Ordering::Relaxed));
         if idle >= ttl.as_millis() as u64 && self.code.load().is_some() && self.stats.in_flight.get() == 0 {
             self.code.store(None);
             self.stats.evictions.inc();

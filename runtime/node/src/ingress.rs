@@ -3,14 +3,14 @@
 
 use crate::Error;
 use crate::function::{Admitted, Rejected, Revision};
-use crate::host::{Host, MemoryCap, MemoryLimitExceeded};
+use crate::host::{Egress, Host, MemoryCap, MemoryLimitExceeded};
 use crate::node::Node;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -93,6 +93,33 @@ async fn serve(
         return too_large(max_body);
     }
 
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let (mut parts, body) = req.into_parts();
+    let body = if declared.is_some() {
+        // Hyper enforces the declared length; `Limited` is a second guard.
+        Limited::new(body, max_body as usize).map_err(wasi_body_error).boxed_unsync()
+    } else {
+        // No length: buffer up to the limit, before taking a slot, so an oversized body never reaches the guest
+        // and a client that stalls mid-body holds no slot; the read is bounded by the request timeout.
+        match tokio::time::timeout_at(deadline, Limited::new(body, max_body as usize).collect()).await {
+            Ok(Ok(collected)) => Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed_unsync(),
+            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(max_body),
+            Ok(Err(e)) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read request body: {e}"),
+                    serde_json::json!({}),
+                );
+            }
+            Err(_) => {
+                return json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time",
+                    serde_json::json!({}),
+                );
+            }
+        }
+    };
     let admitted = match revision.admit(&node.shared.capacity).await {
         Ok(a) => a,
         Err(reason) => {
@@ -106,24 +133,6 @@ async fn serve(
         }
     };
 
-    let (mut parts, body) = req.into_parts();
-    let body = if declared.is_some() {
-        // Hyper enforces the declared length; `Limited` is a second guard.
-        Limited::new(body, max_body as usize).map_err(wasi_body_error).boxed_unsync()
-    } else {
-        // No length: buffer up to the limit so an oversized body never reaches the guest.
-        match Limited::new(body, max_body as usize).collect().await {
-            Ok(collected) => Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed_unsync(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(max_body),
-            Err(e) => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("cannot read request body: {e}"),
-                    serde_json::json!({}),
-                );
-            }
-        }
-    };
     if strip > 0 {
         parts.uri = strip_prefix(&parts.uri, strip);
     }
@@ -159,6 +168,7 @@ async fn serve(
         http: WasiHttpCtx::new(),
         table: wasmtime::component::ResourceTable::new(),
         memory: MemoryCap { limit: limits.memory.bytes() as usize },
+        egress: Egress { allow_loopback: node.shared.config.allow_loopback_egress },
     };
     let mut store = Store::new(&node.shared.engine, host);
     store.limiter(|h| &mut h.memory);
@@ -178,26 +188,38 @@ async fn serve(
         }
     };
 
-    let deadline = tokio::time::Instant::now() + limits.timeout;
     let stats = revision.stats.clone();
-    let task = tokio::task::spawn(async move {
-        // Holds the slots until the guest is done, including streaming its body.
-        let _admitted: Admitted = admitted;
-        let run = async {
-            let t = Instant::now();
-            let proxy = loaded.pre.instantiate_async(&mut store).await?;
-            stats.instantiation.observe(t.elapsed().as_secs_f64());
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, wasi_req, out).await
-        };
-        // Epoch interruption stops guest code; this also bounds time spent blocked in host calls.
-        match tokio::time::timeout_at(deadline, run).await {
-            Ok(result) => result,
-            Err(_) => Err(Trap::Interrupt.into()),
+    let timeout = limits.timeout;
+    let failure: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let task = tokio::task::spawn({
+        let failure = failure.clone();
+        async move {
+            let run = async {
+                let t = Instant::now();
+                let proxy = loaded.pre.instantiate_async(&mut store).await?;
+                stats.instantiation.observe(t.elapsed().as_secs_f64());
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, wasi_req, out).await
+            };
+            // Epoch interruption stops guest code; this also bounds time spent blocked in host calls.
+            let result = match tokio::time::timeout_at(deadline, run).await {
+                Ok(result) => result,
+                Err(_) => Err(Trap::Interrupt.into()),
+            };
+            if let Err(e) = &result {
+                // Read by the response body if it was cut short, so the client sees an error, not a short 200.
+                let _ = failure.set(classify(e, timeout).1);
+            }
+            // The pooled instance goes back before the slots do, so a woken waiter finds a free one.
+            drop(store);
+            drop::<Admitted>(admitted);
+            result
         }
     });
 
     match tokio::time::timeout_at(deadline, receiver).await {
-        Ok(Ok(Ok(resp))) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()),
+        Ok(Ok(Ok(resp))) => resp.map(|body| {
+            GuestBody { inner: body, failure, revision: revision.clone(), request_id: id.clone() }.boxed_unsync()
+        }),
         Ok(Ok(Err(code))) => {
             let message = format!("the guest answered with an error: {code:?}");
             revision.stats.set_error(message.clone());
@@ -219,15 +241,64 @@ async fn serve(
     }
 }
 
-fn guest_failure(revision: &Revision, id: &str, error: wasmtime::Error) -> Response<ResponseBody> {
-    let (status, message) = if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        let t = revision.function.spec.limits.timeout;
-        (StatusCode::GATEWAY_TIMEOUT, format!("the function exceeded its timeout of {}", humantime::format_duration(t)))
+/// The status and message for a guest that failed: 504 past its timeout, 500 otherwise.
+fn classify(error: &wasmtime::Error, timeout: std::time::Duration) -> (StatusCode, String) {
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        let t = humantime::format_duration(timeout);
+        (StatusCode::GATEWAY_TIMEOUT, format!("the function exceeded its timeout of {t}"))
     } else if let Some(m) = error.downcast_ref::<MemoryLimitExceeded>() {
         (StatusCode::INTERNAL_SERVER_ERROR, format!("the function exceeded its memory limit of {} bytes", m.limit))
     } else {
         (StatusCode::INTERNAL_SERVER_ERROR, format!("the function failed: {error:#}"))
-    };
+    }
+}
+
+/// A guest's response body. If the guest fails after sending the head (a timeout or trap while streaming),
+/// the body ends with an error, so hyper aborts the stream instead of ending a truncated 200 cleanly.
+struct GuestBody {
+    inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
+    failure: Arc<OnceLock<String>>,
+    revision: Arc<Revision>,
+    request_id: Arc<str>,
+}
+
+impl http_body::Body for GuestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => match self.failure.get() {
+                Some(message) => {
+                    let r = &self.revision;
+                    tracing::warn!(function = %r.key(), revision = %r.name, request_id = %self.request_id,
+                        "response cut short: {message}");
+                    r.stats.set_error(message.clone());
+                    Poll::Ready(Some(Err(message.clone().into())))
+                }
+                None => Poll::Ready(None),
+            },
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            other => other.map_err(|e: wasmtime_wasi_http::Error| Box::new(e) as BoxError),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // The end can only be confirmed by polling, after the guest task reported how it ended.
+        false
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn guest_failure(revision: &Revision, id: &str, error: wasmtime::Error) -> Response<ResponseBody> {
+    let (status, message) = classify(&error, revision.function.spec.limits.timeout);
     tracing::warn!(function = %revision.key(), revision = %revision.name, request_id = id, status = status.as_u16(), "{message}");
     revision.stats.set_error(message.clone());
     json_error(status, &message, serde_json::json!({ "requestId": id }))

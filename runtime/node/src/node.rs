@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     aot: AotCache,
     blobs: Blobs,
     codes: Mutex<HashMap<Digest, Weak<Code>>>,
+    /// One load (and compile) at a time per digest; the others then find it in `codes` or the AOT cache.
+    loading: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
     pub(crate) table: ArcSwap<Table>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     deploy_lock: tokio::sync::Mutex<()>,
@@ -108,6 +110,7 @@ impl Node {
             blobs: Blobs::new(&config.data_dir),
             capacity: Arc::new(Semaphore::new(config.pool.instances as usize)),
             codes: Mutex::default(),
+            loading: Mutex::default(),
             table: ArcSwap::default(),
             stats: Mutex::default(),
             deploy_lock: tokio::sync::Mutex::new(()),
@@ -152,11 +155,14 @@ impl Node {
         let mut functions = std::collections::BTreeMap::new();
         for record in persisted.functions {
             let key = record.function.key();
-            let digest = record.function.spec.component.as_deref().and_then(Digest::parse);
-            let Some(digest) = digest.filter(|d| self.shared.blobs.path(d).exists()) else {
-                tracing::error!(function = %key, "persisted function has no component in the store; not restored");
-                continue;
+            let Some(digest) = record.function.spec.component.as_deref().and_then(Digest::parse) else {
+                return Err(Error::Table(format!("{}: {key} has no component digest", path.display())));
             };
+            // Kept even when its blob is unreadable now (a volume not mounted yet): its requests fail with the
+            // reason, and the next write of the table does not silently drop it.
+            if !self.shared.blobs.path(&digest).exists() {
+                tracing::error!(function = %key, %digest, "restored function's component is not in the store");
+            }
             let stats = self.stats_for(&record.function);
             let revision =
                 Revision::new(record.function, digest, record.generation, record.created, stats, self.shared.epoch);
@@ -203,6 +209,8 @@ impl Node {
     fn load_blocking(&self, digest: Digest, bytes: Option<Vec<u8>>) -> Result<Arc<Loaded>, Error> {
         let shared = &self.shared;
         let started = Instant::now();
+        let gate = shared.loading.lock().unwrap_or_else(|e| e.into_inner()).entry(digest).or_default().clone();
+        let _one_at_a_time = gate.lock().unwrap_or_else(|e| e.into_inner());
         let cached = shared.codes.lock().unwrap_or_else(|e| e.into_inner()).get(&digest).and_then(Weak::upgrade);
         let code = match cached {
             Some(code) => code,
@@ -235,11 +243,13 @@ impl Node {
     /// Stores a component in the node's blob store and returns its digest; deploy it with
     /// `spec.component: sha256:<hex>`.
     pub async fn upload(&self, bytes: Vec<u8>) -> Result<Digest, Error> {
-        validate::check_component(&bytes)?;
         let blobs = self.shared.blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.put(&bytes))
-            .await
-            .map_err(|e| Error::Engine(format!("upload task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            validate::check_component(&bytes)?;
+            blobs.put(&bytes)
+        })
+        .await
+        .map_err(|e| Error::Engine(format!("upload task failed: {e}")))?
     }
 
     /// Deploys or updates a function. `base_dir` resolves a relative `spec.component` path.
@@ -269,8 +279,15 @@ impl Node {
                 let bytes = tokio::fs::read(&path)
                     .await
                     .map_err(|source| Error::ComponentFile { path: path.clone(), source })?;
-                validate::check_component(&bytes).map_err(|e| e.for_file(&path))?;
-                (Digest::of(&bytes), Some(bytes))
+                // Parsing and hashing a large component would stall the ingress on a runtime thread.
+                let (bytes, digest) = tokio::task::spawn_blocking(move || {
+                    validate::check_component(&bytes).map_err(|e| e.for_file(&path))?;
+                    let digest = Digest::of(&bytes);
+                    Ok::<_, Error>((bytes, digest))
+                })
+                .await
+                .map_err(|e| Error::Engine(format!("validation task failed: {e}")))??;
+                (digest, Some(bytes))
             }
         };
         function.spec.component = Some(digest.to_string());
@@ -282,18 +299,6 @@ impl Node {
         {
             return Ok(Deployed { function: self.info(cur), changed: false });
         }
-        if let Some(route) = function
-            .spec
-            .routes
-            .iter()
-            .find_map(|r| self.shared.table.load().route_owner(&r.path, &key).map(|owner| (r.path.clone(), owner)))
-        {
-            return Err(Error::Rejected {
-                field: "spec.routes".into(),
-                message: format!("route `{}` is already served by {}", route.0, route.1),
-            });
-        }
-
         let node = self.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             if let Some(b) = &bytes {
@@ -308,13 +313,22 @@ impl Node {
 
         let _guard = self.shared.deploy_lock.lock().await;
         let table = self.shared.table.load_full();
+        // Checked under the lock, so two concurrent deploys cannot both claim a route.
+        if let Some((path, owner)) =
+            function.spec.routes.iter().find_map(|r| table.route_owner(&r.path, &key).map(|o| (r.path.clone(), o)))
+        {
+            return Err(Error::Rejected {
+                field: "spec.routes".into(),
+                message: format!("route `{path}` is already served by {owner}"),
+            });
+        }
         let generation = table.functions.get(&key).map_or(1, |r| r.generation + 1);
         let stats = self.stats_for(&function);
         let revision =
             Arc::new(Revision::new(function, digest, generation, SystemTime::now(), stats, self.shared.epoch));
         revision.install(loaded);
         let next = table.with(revision.clone());
-        self.persist(&next)?;
+        self.persist(&next).await?;
         self.shared.metrics.functions.set(next.functions.len() as i64);
         self.shared.table.store(Arc::new(next));
         tracing::info!(function = %key, revision = %revision.name, %digest, "deployed");
@@ -330,7 +344,7 @@ impl Node {
             return Ok(false);
         }
         let next = table.without(&key);
-        self.persist(&next)?;
+        self.persist(&next).await?;
         self.shared.metrics.functions.set(next.functions.len() as i64);
         self.shared.table.store(Arc::new(next));
         if let Some(stats) = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
@@ -340,10 +354,13 @@ impl Node {
         Ok(true)
     }
 
-    fn persist(&self, table: &Table) -> Result<(), Error> {
+    /// Writes the table (with an fsync) off the runtime threads.
+    async fn persist(&self, table: &Table) -> Result<(), Error> {
         let path = self.table_path();
         let json = serde_json::to_vec_pretty(&Persisted::of(table)).map_err(|e| Error::Table(e.to_string()))?;
-        write_atomic(&path, &json).map_err(|e| Error::io(&path, e))
+        tokio::task::spawn_blocking(move || write_atomic(&path, &json).map_err(|e| Error::io(&path, e)))
+            .await
+            .map_err(|e| Error::Engine(format!("persist task failed: {e}")))?
     }
 
     /// Every function in the table.

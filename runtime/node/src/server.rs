@@ -2,7 +2,7 @@
 //! graceful shutdown that stops accepting and lets in-flight requests finish up to a deadline.
 
 use crate::node::Node;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
@@ -58,7 +58,10 @@ impl Node {
         };
 
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // With a timer, hyper drops HTTP/1 connections that do not send a complete head within 30 s.
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(30));
+        builder.http2().timer(TokioTimer::new());
         tokio::pin!(shutdown);
         loop {
             let (stream, _peer) = tokio::select! {

@@ -3,8 +3,10 @@
 
 use std::io::Write;
 use wasi::exports::http::incoming_handler::Guest;
+use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam,
+    Scheme,
 };
 
 struct Handler;
@@ -70,6 +72,42 @@ impl Guest for Handler {
                 let ms: u64 = query_param(query, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 respond(out, 200, b"slept");
+            }
+            "/partial" => {
+                // Sends the head and a first chunk, then spins: the timeout hits mid-body.
+                let response = OutgoingResponse::new(Fields::new());
+                let outgoing = response.body().expect("response body");
+                ResponseOutparam::set(out, Ok(response));
+                let stream = outgoing.write().expect("body stream");
+                stream.blocking_write_and_flush(b"partial").expect("write body");
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/fetch" => {
+                // Outgoing HTTP: GET http://<authority><path> and report the status or the error.
+                let authority = query_param(query, "authority").unwrap_or("127.0.0.1");
+                let target = query_param(query, "path").unwrap_or("/");
+                let outgoing = OutgoingRequest::new(Fields::new());
+                outgoing.set_scheme(Some(&Scheme::Http)).expect("scheme");
+                outgoing.set_authority(Some(authority)).expect("authority");
+                outgoing.set_path_with_query(Some(target)).expect("path");
+                let answer = match outgoing_handler::handle(outgoing, None) {
+                    Ok(pending) => {
+                        pending.subscribe().block();
+                        match pending.get() {
+                            Some(Ok(Ok(resp))) => Ok(format!("status {}", resp.status())),
+                            Some(Ok(Err(e))) => Err(format!("{e:?}")),
+                            other => Err(format!("{other:?}")),
+                        }
+                    }
+                    Err(e) => Err(format!("{e:?}")),
+                };
+                match answer {
+                    Ok(text) => respond(out, 200, text.as_bytes()),
+                    Err(text) => respond(out, 502, text.as_bytes()),
+                }
             }
             "/loop" => {
                 let mut n: u64 = 0;
