@@ -30,6 +30,9 @@ struct NodeArgs {
     /// Admin API address.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// Let functions' outgoing HTTP reach loopback addresses (local services during development).
+    #[arg(long)]
+    allow_loopback_egress: bool,
 }
 
 impl NodeArgs {
@@ -42,6 +45,9 @@ impl NodeArgs {
         }
         if let Some(a) = self.admin_listen {
             config.admin_listen = a;
+        }
+        if self.allow_loopback_egress {
+            config.allow_loopback_egress = true;
         }
     }
 }
