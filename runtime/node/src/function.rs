@@ -27,19 +27,22 @@ pub(crate) struct Loaded {
     pub(crate) pre: ProxyPre<Host>,
     // Keeps the shared compiled code alive while any revision using it is loaded.
     _code: Arc<Code>,
-    loaded_gauge: Gauge,
+    // Declared last: fields drop in order, so the gauge falls only once the code is really gone.
+    _counted: Counted,
+}
+
+struct Counted(Gauge);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Loaded {
     pub(crate) fn new(pre: ProxyPre<Host>, code: Arc<Code>, loaded_gauge: Gauge) -> Loaded {
         loaded_gauge.inc();
-        Loaded { pre, _code: code, loaded_gauge }
-    }
-}
-
-impl Drop for Loaded {
-    fn drop(&mut self) {
-        self.loaded_gauge.dec();
+        Loaded { pre, _code: code, _counted: Counted(loaded_gauge) }
     }
 }
 
@@ -300,17 +303,18 @@ impl Revision {
         self.last_used.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Drops the compiled code if unused for `ttl`. In-flight requests keep their own reference.
-    pub(crate) fn evict_if_idle(&self, ttl: Duration) -> bool {
+    /// Takes the compiled code out if unused for `ttl`; the caller drops it (unmapping code and purging pool
+    /// slots is blocking work). In-flight requests keep their own reference.
+    pub(crate) fn evict_if_idle(&self, ttl: Duration) -> Option<Arc<Loaded>> {
         // `touch` may run between the two reads: saturate rather than underflow.
         let idle = (self.epoch.elapsed().as_millis() as u64).saturating_sub(self.last_used.load(Ordering::Relaxed));
         if idle >= ttl.as_millis() as u64 && self.code.load().is_some() && self.stats.in_flight.get() == 0 {
-            self.code.store(None);
+            let code = self.code.swap(None);
             self.stats.evictions.inc();
             tracing::debug!(revision = %self.name, idle_ms = idle, "evicted compiled code (scale to zero)");
-            return true;
+            return code;
         }
-        false
+        None
     }
 
     pub(crate) fn key(&self) -> String {

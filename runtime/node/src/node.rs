@@ -412,8 +412,10 @@ impl Node {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            for r in self.shared.table.load().functions.values() {
-                r.evict_if_idle(ttl);
+            let evicted: Vec<_> =
+                self.shared.table.load().functions.values().filter_map(|r| r.evict_if_idle(ttl)).collect();
+            if !evicted.is_empty() {
+                let _ = tokio::task::spawn_blocking(move || drop(evicted)).await;
             }
         }
     }
