@@ -19,6 +19,9 @@ import time
 import urllib.request
 
 LOOPBACK = "127.0.0.1"
+# Both servers run without backtrace capture, as in production (RUST_BACKTRACE=1 makes every error value
+# capture a backtrace).
+SERVER_ENV = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
 
 
 def free_port():
@@ -59,7 +62,7 @@ class Wasmfn:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "WASMFN_LOG": "warn"},
+            env={**SERVER_ENV, "WASMFN_LOG": "warn"},
         )
         self.ingress = self.admin = None
         while self.ingress is None or self.admin is None:
@@ -108,6 +111,7 @@ class WasmtimeServe:
             [binary, "serve", "-S", "cli=y", "--addr", f"{LOOPBACK}:{self.port}", component],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=SERVER_ENV,
         )
         wait_until(lambda: http("GET", self.url())[0] == 200, 60, "wasmtime serve")
 
@@ -146,13 +150,18 @@ def wrk(url, connections, seconds):
     }
 
 
-def histogram_quantile(metrics, name, q, match):
+def histogram_buckets(metrics, name, match):
+    """Cumulative bucket counts of a Prometheus histogram, as [(le, count)] sorted by le."""
     buckets = []
     for line in metrics.splitlines():
         if line.startswith(name + "_bucket{") and match in line:
             le = re.search(r'le="([^"]+)"', line).group(1)
             buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
-    buckets.sort()
+    return sorted(buckets)
+
+
+def histogram_quantile(buckets, q):
+    """Prometheus-style quantile (linear interpolation inside the bucket) of cumulative buckets."""
     total = buckets[-1][1] if buckets else 0
     if not total:
         return None
@@ -161,10 +170,14 @@ def histogram_quantile(metrics, name, q, match):
         if n >= q * total:
             if le == float("inf"):
                 return prev_le
-            # Linear interpolation inside the bucket, as Prometheus' histogram_quantile does.
             return prev_le + (le - prev_le) * ((q * total - prev_n) / max(n - prev_n, 1e-9))
         prev_le, prev_n = le, n
     return None
+
+
+def bucket_delta(after, before):
+    old = dict(before)
+    return [(le, n - old.get(le, 0.0)) for le, n in after]
 
 
 def metric(metrics, name, match=""):
@@ -202,8 +215,11 @@ def throughput(args, results):
     wt = WasmtimeServe(args.wasmtime, args.component)
     wf = Wasmfn(args.wasmfn)
     wf.deploy("hello", args.component)
+    inst_name, inst_match = "wasmfn_instantiation_duration_seconds", 'function="hello"'
+    results["instantiation_us"] = {}
     try:
         for c in args.connections:
+            before = histogram_buckets(wf.metrics(), inst_name, inst_match)
             row = {}
             # Interleave the two servers, several rounds each, and keep the median round.
             for rnd in range(args.rounds):
@@ -217,17 +233,16 @@ def throughput(args, results):
             summary["ratio_rps"] = summary["wasmfn"]["rps"] / summary["wasmtime"]["rps"]
             summary["ratio_p99"] = summary["wasmfn"]["p99_ms"] / summary["wasmtime"]["p99_ms"]
             results["throughput"][str(c)] = summary
+            level = bucket_delta(histogram_buckets(wf.metrics(), inst_name, inst_match), before)
+            results["instantiation_us"][str(c)] = {
+                q: round(histogram_quantile(level, float(q)) * 1e6, 1) for q in ("0.5", "0.99")
+            }
             print(f"c={c:<4} wasmtime {summary['wasmtime']['rps']:>9.0f} rps p50 {summary['wasmtime']['p50_ms']:.2f}ms "
                   f"p99 {summary['wasmtime']['p99_ms']:.2f}ms | wasmfn {summary['wasmfn']['rps']:>9.0f} rps "
                   f"p50 {summary['wasmfn']['p50_ms']:.2f}ms p99 {summary['wasmfn']['p99_ms']:.2f}ms | "
-                  f"x{summary['ratio_rps']:.2f} rps, p99 x{summary['ratio_p99']:.2f}", flush=True)
-        m = wf.metrics()
-        results["instantiation_us"] = {
-            q: round(histogram_quantile(m, "wasmfn_instantiation_duration_seconds", float(q), 'function="hello"') * 1e6, 1)
-            for q in ("0.5", "0.99")
-        }
-        print(f"instantiation per request: p50 {results['instantiation_us']['0.5']} us, "
-              f"p99 {results['instantiation_us']['0.99']} us", flush=True)
+                  f"x{summary['ratio_rps']:.2f} rps, p99 x{summary['ratio_p99']:.2f} | instantiation p50 "
+                  f"{results['instantiation_us'][str(c)]['0.5']} us p99 {results['instantiation_us'][str(c)]['0.99']} us",
+                  flush=True)
     finally:
         wt.stop()
         wf.stop()

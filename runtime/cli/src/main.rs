@@ -73,6 +73,13 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // With RUST_BACKTRACE=1 in the environment, every error value (wasmtime and WASI create some on
+        // ordinary request paths) would capture a backtrace: tens of microseconds each. Panics still print
+        // theirs; set RUST_LIB_BACKTRACE=1 to get error backtraces too.
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
