@@ -96,8 +96,10 @@ pub struct Node {
 
 impl Node {
     /// Builds the engine and restores the persisted function table.
-    pub fn new(config: NodeConfig) -> Result<Node, Error> {
+    pub fn new(mut config: NodeConfig) -> Result<Node, Error> {
         config.validate().map_err(|e| Error::Config(e.to_string()))?;
+        // Routing compares lowercased host names.
+        config.domain.make_ascii_lowercase();
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
         let (engine, allocator) = engine::build(&config.pool).map_err(|e| Error::Engine(format!("{e:#}")))?;
         tracing::info!(allocator = allocator.as_str(), instances = config.pool.instances, "engine ready");

@@ -64,6 +64,8 @@ impl Table {
                 .rsplit_once(':')
                 .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
                 .map_or(host, |(h, _)| h);
+            // Host names are case-insensitive and may end with the root's dot.
+            let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
             if let Some(labels) = host.strip_suffix(domain).and_then(|h| h.strip_suffix('.'))
                 && let Some((function, namespace)) = labels.split_once('.')
                 && let Some(r) = self.functions.get(&format!("{namespace}/{function}"))
@@ -125,6 +127,23 @@ impl Persisted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_routing_ignores_case_port_and_root_dot() {
+        use crate::function::{FunctionStats, Revision};
+        let metrics = crate::metrics::Metrics::new();
+        let f = wasmfn_api::Function::new("team", "hello", &format!("sha256:{}", "a".repeat(64)));
+        let stats = Arc::new(FunctionStats::new("team", "hello", &metrics, &Default::default()));
+        let digest = crate::Digest::of(b"x");
+        let rev = Revision::new(f, digest, 1, SystemTime::now(), stats, std::time::Instant::now());
+        let table = Table::default().with(Arc::new(rev));
+        for host in ["hello.team.fn.test", "Hello.TEAM.fn.test:8080", "hello.team.fn.test.", "[::1]:80"] {
+            let routed = table.route(Some(host), "/x", "fn.test");
+            assert_eq!(routed.is_some(), !host.starts_with('['), "{host}");
+        }
+        assert_eq!(table.route(None, "/team/hello/a", "fn.test").unwrap().strip, "/team/hello".len());
+        assert!(table.route(None, "/team/hellox/a", "fn.test").is_none());
+    }
 
     #[test]
     fn prefixes() {
