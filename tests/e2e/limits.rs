@@ -154,6 +154,8 @@ async fn oversized_body_gets_413_without_reaching_the_guest() {
     // Declared length above the limit.
     let r = node.client.post(&url).body(vec![b'a'; 2048]).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 413);
+    // The body was not read, so the connection must not be reused (clients would fail their next request).
+    assert_eq!(r.headers()["connection"], "close");
     assert!(r.text().await.unwrap().contains("limit of 1024 bytes"));
     // Chunked, no declared length.
     let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =

@@ -105,18 +105,12 @@ async fn serve(
             Ok(Ok(collected)) => Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed_unsync(),
             Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(max_body),
             Ok(Err(e)) => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("cannot read request body: {e}"),
-                    serde_json::json!({}),
-                );
+                let msg = format!("cannot read request body: {e}");
+                return unread_body(json_error(StatusCode::BAD_REQUEST, &msg, serde_json::json!({})));
             }
             Err(_) => {
-                return json_error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the request body did not arrive in time",
-                    serde_json::json!({}),
-                );
+                let msg = "the request body did not arrive in time";
+                return unread_body(json_error(StatusCode::REQUEST_TIMEOUT, msg, serde_json::json!({})));
             }
         }
     };
@@ -305,11 +299,19 @@ fn guest_failure(revision: &Revision, id: &str, error: wasmtime::Error) -> Respo
 }
 
 fn too_large(max: u64) -> Response<ResponseBody> {
-    json_error(
+    unread_body(json_error(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("the request body is larger than the function's limit of {max} bytes"),
         serde_json::json!({ "limit": max }),
-    )
+    ))
+}
+
+/// Marks a response sent without reading the whole request body: the HTTP/1 connection cannot carry another
+/// request, and saying so keeps clients from reusing it and failing their next request. (HTTP/2 drops the
+/// header and resets just the stream.)
+fn unread_body(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 fn wasi_body_error(e: BoxError) -> wasmtime_wasi_http::Error {
