@@ -15,11 +15,13 @@ where
     Fut: std::future::Future<Output = Option<T>>,
 {
     let deadline = Instant::now() + timeout;
+    // Re-check every 20 ms until the deadline.
+    let mut every = tokio::time::interval(Duration::from_millis(20));
     loop {
+        every.tick().await;
         if let Some(v) = f().await {
             return v;
         }
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

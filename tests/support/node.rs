@@ -142,7 +142,6 @@ impl NodeProc {
                 Err(_) => {
                     let _ = child.kill();
                     let status = child.wait().ok();
-                    std::thread::sleep(Duration::from_millis(0));
                     let text = logs.lock().unwrap().clone();
                     return Err((format!("wasmfn did not announce its listeners (exit: {status:?})"), text));
                 }
@@ -261,13 +260,18 @@ impl NodeProc {
         let mut child = self.child.take().expect("node still running");
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(status) => status.expect("wait for wasmfn"),
+            Err(_) => {
+                // SAFETY: killing our own child process that ignored SIGTERM.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                panic!("node did not exit within 60 s of SIGTERM\n{}", self.logs());
             }
-            assert!(Instant::now() < deadline, "node did not exit after SIGTERM\n{}", self.logs());
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
