@@ -65,7 +65,12 @@ impl Table {
                 .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
                 .map_or(host, |(h, _)| h);
             // Host names are case-insensitive and may end with the root's dot.
-            let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+            let host = host.strip_suffix('.').unwrap_or(host);
+            let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                host.to_ascii_lowercase().into()
+            } else {
+                host.into()
+            };
             if let Some(labels) = host.strip_suffix(domain).and_then(|h| h.strip_suffix('.'))
                 && let Some((function, namespace)) = labels.split_once('.')
                 && let Some(r) = self.functions.get(&format!("{namespace}/{function}"))
