@@ -20,11 +20,7 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 fn deploy_error(e: Error) -> Response {
-    let status = if crate::ingress::is_client_error(&e) {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
-    };
+    let status = if e.is_client_error() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::INTERNAL_SERVER_ERROR };
     let mut resp = error(status, e.to_string());
     if let Ok(v) = e.kind().parse() {
         resp.headers_mut().insert("x-wasmfn-error", v);

@@ -1,7 +1,6 @@
 //! The function ingress: routes a request to a revision, applies the limits, and runs the guest in a fresh
 //! instance.
 
-use crate::Error;
 use crate::function::{Admitted, Rejected, Revision};
 use crate::host::{Egress, Host, MemoryCap, MemoryLimitExceeded};
 use crate::node::Node;
@@ -341,11 +340,6 @@ fn strip_prefix(uri: &http::Uri, strip: usize) -> http::Uri {
         b = b.authority(a.clone());
     }
     b.path_and_query(pq).build().unwrap_or_else(|_| uri.clone())
-}
-
-/// Whether an error is a deploy-time rejection (for the admin API's status code).
-pub(crate) fn is_client_error(e: &Error) -> bool {
-    !matches!(e, Error::Io { .. } | Error::Engine(_) | Error::Table(_))
 }
 
 #[cfg(test)]

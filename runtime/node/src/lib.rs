@@ -129,6 +129,11 @@ impl Error {
         Error::File { path: path.to_owned(), source: Box::new(self) }
     }
 
+    /// Whether the input was at fault (a rejected deploy) rather than the node (disk, engine, table).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, Error::Io { .. } | Error::Engine(_) | Error::Table(_) | Error::Config(_))
+    }
+
     /// A short stable label for metrics and the admin API's `x-wasmfn-error` header.
     pub fn kind(&self) -> &'static str {
         match self {
