@@ -36,6 +36,18 @@ async fn routes_by_path_host_and_prefix_and_404s_unknown() {
         .await
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "/path");
+    // Every instance knows its function, revision and limits (the SDKs and Kubeless `context` read them).
+    for (var, want) in [
+        ("WASMFN_FUNCTION_NAME", "hello"),
+        ("WASMFN_FUNCTION_NAMESPACE", "default"),
+        ("WASMFN_REVISION", "hello-1"),
+        ("WASMFN_TIMEOUT", "300"),
+        ("WASMFN_MEMORY_LIMIT", "128Mi"),
+        ("K_SERVICE", "hello"),
+    ] {
+        let (_, _, text) = node.get(&node.url("default", "hello", &format!("/env?name={var}"))).await;
+        assert_eq!(text, want, "{var}");
+    }
 
     for url in [
         node.url("default", "nope", "/"),

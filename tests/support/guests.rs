@@ -141,7 +141,7 @@ pub fn build_py(app_dir: &Path) -> PathBuf {
     let _lock = Lock::take(&out_dir().join("py.lock"));
     if !out.exists() {
         let tmp = out.with_extension("tmp");
-        run(Command::new(&script).arg(&tmp).arg(app_dir), "componentize-py");
+        run(Command::new(&script).arg(&tmp).arg("app").arg(app_dir), "componentize-py");
         std::fs::rename(&tmp, &out).expect("move the Python component into place");
     }
     out

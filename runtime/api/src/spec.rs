@@ -52,6 +52,10 @@ pub struct FunctionSpec {
     /// of a component already uploaded to the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// How to build the component from source in the manifest's folder (`wasmfn build`, `wasmfn up`).
+    /// Without `component`, the build's output is what runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
     /// Environment variables the guest sees.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
@@ -64,6 +68,14 @@ pub struct FunctionSpec {
     /// Extra path prefixes routed to this function, besides `/<namespace>/<name>/` and the host name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+}
+
+/// Building the component from source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Build {
+    /// The compiler template: `rust`, `js`, `python` (a folder of `compiler-templates/`).
+    pub template: String,
 }
 
 /// One environment variable.
@@ -206,8 +218,20 @@ impl Function {
                 ));
             }
         }
+        if let Some(build) = &self.spec.build {
+            let t = &build.template;
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+                return Err(ManifestError::invalid("spec.build.template", format!("`{t}` is not a template name")));
+            }
+        }
         match self.spec.component.as_deref() {
-            None | Some("") => return Err(ManifestError::invalid("spec.component", "a component is required")),
+            None | Some("") if self.spec.build.is_some() => {}
+            None | Some("") => {
+                return Err(ManifestError::invalid(
+                    "spec.component",
+                    "a component (or a `build` to make one) is required",
+                ));
+            }
             Some(c) if c.starts_with("sha256:") => {
                 let hex = &c[7..];
                 if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {

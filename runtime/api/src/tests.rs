@@ -68,3 +68,14 @@ fn quantities() {
     assert_eq!(Quantity::from_bytes(3 << 30).to_string(), "3Gi");
     assert_eq!(Quantity::from_bytes(1000).to_string(), "1000");
 }
+
+#[test]
+fn build_replaces_the_component_and_names_a_template() {
+    let f = Function::from_yaml(&with_spec("  build:\n    template: js\n")).unwrap();
+    assert_eq!(f.spec.build.as_ref().map(|b| b.template.as_str()), Some("js"));
+    assert_eq!(f.spec.component, None);
+    let err = Function::from_yaml(&with_spec("  build:\n    template: Java 8\n")).unwrap_err().to_string();
+    assert!(err.contains("spec.build.template"), "{err}");
+    let err = Function::from_yaml(&with_spec("  build:\n    templat: js\n")).unwrap_err().to_string();
+    assert!(err.contains("templat"), "{err}");
+}

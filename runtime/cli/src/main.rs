@@ -3,7 +3,9 @@
 //! - `wasmfn up [PATH...]` runs an embedded node for local development: it deploys `Function` manifests or
 //!   bare `.wasm` files, prints their URLs and redeploys a function when its files change.
 //! - `wasmfn serve --config node.toml` runs the node daemon; functions are deployed through its admin API.
+//! - `wasmfn new NAME --lang rust|js|python` scaffolds a function; `wasmfn build [DIR]` builds its component.
 
+mod build;
 mod up;
 
 use anyhow::Context;
@@ -61,6 +63,41 @@ enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         node: NodeArgs,
+        #[command(flatten)]
+        build: build::BuildArgs,
+    },
+    /// Create a function folder from a compiler template: function.yaml, source and an example request.
+    New {
+        /// The function's name (a DNS label).
+        name: String,
+        /// The template: rust, js or python (any folder of compiler-templates/).
+        #[arg(long, short)]
+        lang: String,
+        /// Where to create it; `./NAME` by default.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        build: build::BuildArgs,
+    },
+    /// Build a function folder into a component, cached by a hash of its sources.
+    Build {
+        /// The function folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Write the component here instead of the local component store.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The template, when function.yaml does not name one.
+        #[arg(long, short)]
+        template: Option<String>,
+        /// Rebuild even when the cache has this build.
+        #[arg(long)]
+        no_cache: bool,
+        /// Data folder whose component store receives the build.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        build: build::BuildArgs,
     },
     /// Run the node daemon.
     Serve {
@@ -88,13 +125,27 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    match &cli.command {
+        Command::New { name, lang, dir, build } => return build::new(name, lang, dir.clone(), build),
+        Command::Build { dir, output, template, no_cache, data_dir, build } => {
+            let data_dir = data_dir.clone().unwrap_or_else(default_data_dir);
+            return build::build(dir, template.as_deref(), output.as_deref(), *no_cache, &data_dir, build);
+        }
+        _ => {}
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Up { paths, node } => up::run(paths, node).await,
+            Command::Up { paths, node, build } => up::run(paths, node, build).await,
             Command::Serve { config, node } => serve(config, node).await,
+            Command::New { .. } | Command::Build { .. } => unreachable!("handled above"),
         }
     })
+}
+
+/// The data folder of `up` and `build`: the user's, not the daemon's.
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("wasmfn")
 }
 
 async fn serve(config: Option<PathBuf>, args: NodeArgs) -> anyhow::Result<()> {

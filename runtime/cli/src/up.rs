@@ -1,11 +1,14 @@
 //! `wasmfn up`: an embedded node serving local manifests and components, redeployed when they change.
 
-use crate::{NodeArgs, announce, shutdown_signal};
+use crate::build::BuildArgs;
+use crate::{NodeArgs, announce, default_data_dir, shutdown_signal};
 use anyhow::{Context, bail};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use wasmfn_api::Function;
+use wasmfn_build::{Builder, Progress};
 use wasmfn_runtime::{Node, NodeConfig};
 
 /// One thing to deploy and the files whose change redeploys it.
@@ -36,13 +39,22 @@ impl Source {
         Ok((functions, base))
     }
 
-    /// Modification times of the source and every component it names.
-    fn stamp(&self) -> Vec<Option<SystemTime>> {
+    /// Modification times of the source, every component it names and the sources of what it builds.
+    fn stamp(&self, builder: &Builder) -> Vec<(PathBuf, Option<SystemTime>)> {
         let mut files = vec![self.path.clone()];
         if let Ok((functions, base)) = self.load() {
-            files.extend(functions.iter().filter_map(|f| f.spec.component.as_ref()).map(|c| base.join(c)));
+            for f in &functions {
+                match (&f.spec.component, &f.spec.build) {
+                    (Some(c), _) => files.push(base.join(c)),
+                    (None, Some(b)) => {
+                        let sources = builder.source_files(&base, &b.template).unwrap_or_default();
+                        files.extend(sources.iter().map(|s| base.join(s)));
+                    }
+                    (None, None) => {}
+                }
+            }
         }
-        files.iter().map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok()).collect()
+        files.into_iter().map(|f| (f.clone(), std::fs::metadata(&f).and_then(|m| m.modified()).ok())).collect()
     }
 }
 
@@ -99,11 +111,25 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<Source>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn deploy_source(node: &Node, source: &Source) -> anyhow::Result<Vec<String>> {
+/// Builds a function that has a `build` and no `component`, and points `component` at the result.
+async fn build_function(builder: &Arc<Builder>, f: &mut Function, base: &Path) -> anyhow::Result<()> {
+    let (Some(build), None) = (&f.spec.build, &f.spec.component) else { return Ok(()) };
+    let (builder, base2, template) = (builder.clone(), base.to_path_buf(), build.template.clone());
+    tracing::info!(function = %f.key(), %template, "building");
+    let built = tokio::task::spawn_blocking(move || builder.build(&base2, &template, true, &Progress::stderr()))
+        .await?
+        .with_context(|| format!("building {} from {}", f.key(), base.display()))?;
+    tracing::info!(function = %f.key(), digest = %built.digest, size = built.size, cached = built.cached, "built");
+    f.spec.component = Some(built.path.display().to_string());
+    Ok(())
+}
+
+async fn deploy_source(node: &Node, builder: &Arc<Builder>, source: &Source) -> anyhow::Result<Vec<String>> {
     let (functions, base) = source.load()?;
     let mut keys = Vec::new();
-    for f in functions {
+    for mut f in functions {
         let key = f.key();
+        build_function(builder, &mut f, &base).await?;
         let d = node
             .deploy(f, Some(&base))
             .await
@@ -116,12 +142,10 @@ async fn deploy_source(node: &Node, source: &Source) -> anyhow::Result<Vec<Strin
     Ok(keys)
 }
 
-pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs) -> anyhow::Result<()> {
-    let mut config = NodeConfig {
-        data_dir: dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("wasmfn"),
-        admin_listen: ([127, 0, 0, 1], 0).into(),
-        ..NodeConfig::default()
-    };
+pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -> anyhow::Result<()> {
+    let builder = Arc::new(build.builder()?);
+    let mut config =
+        NodeConfig { data_dir: default_data_dir(), admin_listen: ([127, 0, 0, 1], 0).into(), ..NodeConfig::default() };
     args.apply(&mut config);
     let sources = collect(&paths)?;
     let node = Node::new(config).context("starting the embedded node")?;
@@ -129,7 +153,7 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs) -> anyhow::Result<(
 
     let mut wanted = BTreeSet::new();
     for source in &sources {
-        wanted.extend(deploy_source(&node, source).await?);
+        wanted.extend(deploy_source(&node, &builder, source).await?);
     }
     // `up` is declarative: functions left in the data dir by another `up` are not served.
     for f in node.list() {
@@ -143,25 +167,25 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs) -> anyhow::Result<(
         println!("  {}/{}: {}  {}", f.namespace, f.name, urls[0], urls[1]);
     }
 
-    let watcher = tokio::spawn(watch(node.clone(), sources));
+    let watcher = tokio::spawn(watch(node.clone(), builder, sources));
     node.serve(listeners, shutdown_signal()).await?;
     watcher.abort();
     Ok(())
 }
 
 /// Polls the sources' files and redeploys what changed; a failed redeploy keeps the old revision serving.
-async fn watch(node: Node, sources: Vec<Source>) {
-    let mut stamps: Vec<_> = sources.iter().map(Source::stamp).collect();
+async fn watch(node: Node, builder: Arc<Builder>, sources: Vec<Source>) {
+    let mut stamps: Vec<_> = sources.iter().map(|s| s.stamp(&builder)).collect();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
         for (source, stamp) in sources.iter().zip(stamps.iter_mut()) {
-            let now = source.stamp();
+            let now = source.stamp(&builder);
             if now == *stamp {
                 continue;
             }
             *stamp = now;
-            match deploy_source(&node, source).await {
+            match deploy_source(&node, &builder, source).await {
                 Ok(keys) => {
                     tracing::info!(source = %source.path.display(), functions = ?keys, "redeployed after a change")
                 }

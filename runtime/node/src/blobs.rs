@@ -63,23 +63,26 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     Ok((path, file))
 }
 
-/// The node's blob store.
+/// The content-addressed component store of a data folder (`<data-dir>/blobs/sha256/<hex>`): the node's,
+/// and where `wasmfn build` puts components so they deploy as `spec.component: sha256:<hex>`.
 #[derive(Clone, Debug)]
-pub(crate) struct Blobs {
+pub struct Blobs {
     dir: PathBuf,
 }
 
 impl Blobs {
-    pub(crate) fn new(data_dir: &Path) -> Blobs {
+    /// The store of `data_dir`.
+    pub fn new(data_dir: &Path) -> Blobs {
         Blobs { dir: data_dir.join("blobs").join("sha256") }
     }
 
-    pub(crate) fn path(&self, digest: &Digest) -> PathBuf {
+    /// Where the blob with `digest` lives.
+    pub fn path(&self, digest: &Digest) -> PathBuf {
         self.dir.join(digest.hex())
     }
 
     /// Stores `bytes` and returns their digest; storing the same bytes twice is a no-op.
-    pub(crate) fn put(&self, bytes: &[u8]) -> Result<Digest, Error> {
+    pub fn put(&self, bytes: &[u8]) -> Result<Digest, Error> {
         let digest = Digest::of(bytes);
         let path = self.path(&digest);
         if !path.exists() {
@@ -89,7 +92,7 @@ impl Blobs {
     }
 
     /// Reads a blob and checks its content against the digest.
-    pub(crate) fn get(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
+    pub fn get(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
         let path = self.path(digest);
         let bytes = std::fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {

@@ -177,6 +177,28 @@ impl Drop for QueueSlot<'_> {
     }
 }
 
+/// The environment of every instance: the function's identity and limits (what the SDKs and the Kubeless-style
+/// `context` read; Knative's `K_SERVICE`/`K_REVISION` too), then `spec.env`, which may override them.
+fn guest_env(function: &Function, generation: u64) -> Vec<(String, String)> {
+    let meta = &function.metadata;
+    let limits = &function.spec.limits;
+    let revision = format!("{}-{generation}", meta.name);
+    let mut env = vec![
+        ("WASMFN_FUNCTION_NAME".to_string(), meta.name.clone()),
+        ("WASMFN_FUNCTION_NAMESPACE".to_string(), meta.namespace.clone()),
+        ("WASMFN_REVISION".to_string(), revision.clone()),
+        ("WASMFN_TIMEOUT".to_string(), limits.timeout.as_secs().max(1).to_string()),
+        ("WASMFN_MEMORY_LIMIT".to_string(), limits.memory.to_string()),
+        ("K_SERVICE".to_string(), meta.name.clone()),
+        ("K_REVISION".to_string(), revision),
+    ];
+    for var in &function.spec.env {
+        env.retain(|(name, _)| *name != var.name);
+        env.push((var.name.clone(), var.value.clone()));
+    }
+    env
+}
+
 /// One immutable revision of a function.
 pub(crate) struct Revision {
     /// `<name>-<generation>`.
@@ -209,7 +231,7 @@ impl Revision {
         Revision {
             name: format!("{}-{generation}", function.metadata.name),
             generation,
-            env: function.spec.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+            env: guest_env(&function, generation),
             digest,
             created,
             stats,

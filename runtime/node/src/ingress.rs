@@ -129,6 +129,10 @@ async fn serve(
     if strip > 0 {
         parts.uri = strip_prefix(&parts.uri, strip);
     }
+    // The guest sees the id the client gets back, so it can put it in its own error bodies and logs.
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        parts.headers.insert("x-request-id", v);
+    }
     if !parts.headers.contains_key(header::HOST) {
         let authority = parts.uri.authority().map(|a| a.to_string()).unwrap_or_else(|| "localhost".into());
         if let Ok(v) = HeaderValue::from_str(&authority) {

@@ -26,12 +26,13 @@ mod server;
 mod table;
 mod validate;
 
-pub use blobs::Digest;
+pub use blobs::{Blobs, Digest};
 pub use config::{ConfigError, GuestLogConfig, NodeConfig, PoolConfig};
 pub use engine::AllocatorKind;
 pub use host::MemoryLimitExceeded;
 pub use node::{Deployed, FunctionInfo, Node};
 pub use server::Listeners;
+pub use validate::check_component;
 
 use std::path::{Path, PathBuf};
 

@@ -48,8 +48,9 @@ fn is_v02(name: &str, base: &str) -> bool {
     })
 }
 
-/// Checks the bytes and returns the top-level export names.
-pub(crate) fn check_component(bytes: &[u8]) -> Result<Vec<String>, Error> {
+/// Checks that `bytes` are a component the node can serve (it exports `wasi:http/incoming-handler@0.2.x` and
+/// imports only what the host provides) and returns its top-level export names. Deploys run this; so do builds.
+pub fn check_component(bytes: &[u8]) -> Result<Vec<String>, Error> {
     if !Parser::is_component(bytes) {
         if Parser::is_core_wasm(bytes) {
             return Err(Error::CoreModule);

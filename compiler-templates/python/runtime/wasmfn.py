@@ -1,0 +1,129 @@
+"""wasmfn's Python helpers: the request/response types and the Kubeless return rules.
+
+Pure Python with no component bindings, so handlers that use it can be unit-tested on the host.
+
+Request/response style::
+
+    from wasmfn import Response
+
+    def handle(request):
+        return Response({"path": request.path}, status=200)
+
+Kubeless/Kyma style::
+
+    def handler(event, context):
+        return {"hello": event["data"]}
+"""
+
+import datetime
+import json
+import uuid
+from typing import Any, Dict, List, Optional, Tuple, Union
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["Request", "Response", "kubeless_event", "kubeless_context", "to_response"]
+
+
+class Request:
+    """An HTTP request: `method`, `path`, `query` (dict; repeated keys give lists), `headers` (lower-case dict),
+    `body` (bytes), with `text()` and `json()`."""
+
+    def __init__(self, method: str, url: str, headers: Dict[str, str], body: bytes):
+        parts = urlsplit(url)
+        self.method = method
+        self.url = url
+        self.path = parts.path or "/"
+        self.query = _query(parts.query)
+        self.headers = headers
+        self.body = body
+
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        """The body parsed as JSON; raises ValueError when it is not JSON."""
+        return json.loads(self.body)
+
+
+class Response:
+    """An HTTP response. `body` may be str, bytes, or any JSON-serialisable value (sent as JSON)."""
+
+    def __init__(self, body: Any = b"", status: int = 200, headers: Optional[Dict[str, str]] = None):
+        self.status = status
+        self.headers = {k.lower(): v for k, v in (headers or {}).items()}
+        if isinstance(body, str):
+            self.body = body.encode("utf-8")
+            self.headers.setdefault("content-type", "text/plain; charset=utf-8")
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            self.body = bytes(body)
+            if self.body:
+                self.headers.setdefault("content-type", "application/octet-stream")
+        else:
+            self.body = json.dumps(body).encode("utf-8")
+            self.headers.setdefault("content-type", "application/json")
+
+
+def _query(qs: str) -> Dict[str, Union[str, List[str]]]:
+    query: Dict[str, Union[str, List[str]]] = {}
+    for k, v in parse_qsl(qs, keep_blank_values=True):
+        if k not in query:
+            query[k] = v
+        elif isinstance(query[k], list):
+            query[k].append(v)  # type: ignore[union-attr]
+        else:
+            query[k] = [query[k], v]  # type: ignore[list-item]
+    return query
+
+
+def kubeless_event(request: Request) -> Dict[str, Any]:
+    """The Kubeless `event` for a request: `data` is the body (parsed when it is JSON), plus `event-id`,
+    `event-type`, `event-time`, `event-namespace` (from `event-*` or CloudEvents `ce-*` headers) and
+    `extensions.request`."""
+    h = request.headers
+    content_type = h.get("content-type", "")
+    data: Any = request.body.decode("utf-8", errors="replace")
+    if ("/json" in content_type or "+json" in content_type) and request.body:
+        try:
+            data = json.loads(request.body)
+        except ValueError:
+            pass  # Kubeless hands over the raw body when it does not parse.
+    return {
+        "data": data,
+        "event-id": h.get("event-id") or h.get("ce-id") or str(uuid.uuid4()),
+        "event-type": h.get("event-type") or h.get("ce-type") or content_type,
+        "event-time": h.get("event-time")
+        or h.get("ce-time")
+        or datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "event-namespace": h.get("event-namespace") or h.get("ce-source") or "http.wasmfn.dev",
+        "extensions": {"request": request},
+    }
+
+
+def kubeless_context(env: Dict[str, str], runtime: str) -> Dict[str, str]:
+    """The Kubeless `context`: `function-name`, `timeout` (seconds), `runtime` and `memory-limit`."""
+    return {
+        "function-name": env.get("WASMFN_FUNCTION_NAME", ""),
+        "timeout": env.get("WASMFN_TIMEOUT", ""),
+        "runtime": runtime,
+        "memory-limit": env.get("WASMFN_MEMORY_LIMIT", ""),
+    }
+
+
+def to_response(result: Any) -> Response:
+    """Kubeless return rules: a Response, a string, bytes, a `(body, status)` tuple, a dict with `statusCode`
+    (and optional `headers`, `body`), or any other JSON-serialisable value."""
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(b"")
+    if isinstance(result, tuple) and len(result) in (2, 3):
+        body, status = result[0], result[1]
+        return Response(body, status=int(status), headers=result[2] if len(result) == 3 else None)
+    if isinstance(result, dict) and isinstance(result.get("statusCode"), int):
+        return Response(result.get("body", b""), status=result["statusCode"], headers=result.get("headers"))
+    return Response(result)
+
+
+def _items(headers: Dict[str, str]) -> List[Tuple[str, bytes]]:
+    return [(k, str(v).encode("utf-8")) for k, v in headers.items()]

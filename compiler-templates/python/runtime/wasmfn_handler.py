@@ -1,0 +1,95 @@
+"""The wasi:http glue of the Python template: reads the request, calls the user's handler in its style and
+writes the response. Not imported by user code."""
+
+import os
+import sys
+import traceback
+
+import wasmfn
+from componentize_py_types import Err, Ok
+from wit_world import exports
+from wit_world.imports import streams
+from wit_world.imports.types import (
+    Fields,
+    IncomingRequest,
+    OutgoingBody,
+    OutgoingResponse,
+    ResponseOutparam,
+)
+
+_CHUNK = 4096
+
+
+def _method(m) -> str:
+    value = getattr(m, "value", None)
+    if isinstance(value, str):  # Method_Other
+        return value
+    return type(m).__name__.split("_", 1)[1].upper()
+
+
+def _read_body(request: IncomingRequest) -> bytes:
+    body = request.consume()
+    chunks = []
+    with body.stream() as stream:
+        while True:
+            try:
+                chunks.append(stream.blocking_read(65536))
+            except Err as e:
+                if isinstance(e.value, streams.StreamError_Closed):
+                    break
+                raise
+    return b"".join(chunks)
+
+
+def _to_request(request: IncomingRequest) -> wasmfn.Request:
+    headers = {}
+    for name, value in request.headers().entries():
+        v = value.decode("utf-8", errors="replace")
+        headers[name] = f"{headers[name]}, {v}" if name in headers else v
+    return wasmfn.Request(_method(request.method()), request.path_with_query() or "/", headers, _read_body(request))
+
+
+def _send(out: ResponseOutparam, resp: wasmfn.Response) -> None:
+    headers = Fields.from_list(wasmfn._items(resp.headers))
+    response = OutgoingResponse(headers)
+    response.set_status_code(resp.status)
+    body = response.body()
+    ResponseOutparam.set(out, Ok(response))
+    with body.write() as stream:
+        for i in range(0, len(resp.body), _CHUNK):
+            stream.blocking_write_and_flush(resp.body[i : i + _CHUNK])
+    OutgoingBody.finish(body, None)
+
+
+def _failure(request: wasmfn.Request, error: BaseException) -> wasmfn.Response:
+    request_id = request.headers.get("x-request-id", "")
+    print(f"handler failed (request {request_id}):", file=sys.stderr)
+    traceback.print_exception(error, file=sys.stderr)
+    return wasmfn.Response({"error": f"the handler failed: {error!r}", "requestId": request_id}, status=500)
+
+
+def serve(user, runtime: str, entry: str):
+    """Returns the `IncomingHandler` class for the user's module; raises (failing the build) when it has none."""
+    kubeless = getattr(user, "handler", None)
+    plain = getattr(user, "handle", None)
+    if not callable(kubeless) and not callable(plain):
+        raise RuntimeError(
+            f"wasmfn: {entry} has no handler: define `def handler(event, context)` (Kubeless style) "
+            "or `def handle(request)` (request/response style)"
+        )
+
+    class IncomingHandler(exports.IncomingHandler):
+        def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
+            req = _to_request(request)
+            try:
+                if callable(kubeless):
+                    event = wasmfn.kubeless_event(req)
+                    result = kubeless(event, wasmfn.kubeless_context(dict(os.environ), runtime))
+                else:
+                    result = plain(req)
+                resp = wasmfn.to_response(result)
+            except Exception as e:  # noqa: BLE001 - any handler failure becomes a 500
+                resp = _failure(req, e)
+            _send(response_out, resp)
+
+    return IncomingHandler
