@@ -87,9 +87,11 @@ fn respond(out: ResponseOutparam, response: Response) {
     }
 }
 
-/// The `content-length` to add to a response: none for an empty body (a `204` or `304` must not have one).
+/// The `content-length` to add to a response, so it is not sent chunked; none for the statuses that must not have one.
 fn body_length(response: &Response) -> Option<usize> {
-    Some(response.body().len()).filter(|&len| len > 0)
+    let status = response.status();
+    let bodiless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    (!bodiless).then(|| response.body().len())
 }
 
 /// `wasi:http` fields from `headers`, plus `content-length: {length}` when given and missing, so the body is not

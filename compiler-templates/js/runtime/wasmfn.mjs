@@ -49,28 +49,52 @@ function queryObject(params) {
   return query;
 }
 
+/** CloudEvent attributes: from a structured-mode envelope, or from `ce-*` headers (binary mode); else null. */
+function cloudEvent(headers, envelope) {
+  if (envelope) {
+    const { data, data_base64, ...attributes } = envelope;
+    return attributes;
+  }
+  if (!headers['ce-id'] || !headers['ce-type']) return null;
+  const attributes = {};
+  for (const [k, v] of Object.entries(headers)) if (k.startsWith('ce-')) attributes[k.slice(3)] = v;
+  if (headers['content-type']) attributes.datacontenttype = headers['content-type'];
+  return attributes;
+}
+
+function parseData(text, type) {
+  if (/[/+]json\b/.test(type) && text.length > 0) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      // Kubeless hands over the raw body when it does not parse.
+    }
+  }
+  return text;
+}
+
 async function kubelessEvent(request) {
   const url = new URL(request.url);
   const headers = Object.fromEntries(request.headers);
   const type = headers['content-type'] ?? '';
   const text = await request.text();
-  let data = text;
-  if (/[/+]json\b/.test(type) && text.length > 0) {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      // Kubeless hands over the raw body when it does not parse.
-    }
+  let data = parseData(text, type);
+  let envelope = null;
+  if (type.startsWith('application/cloudevents+json') && data && typeof data === 'object') {
+    envelope = data;
+    data = envelope.data_base64 !== undefined ? atob(envelope.data_base64) : envelope.data;
   }
-  const header = (a, b) => headers[a] ?? headers[b];
+  const ce = cloudEvent(headers, envelope);
+  const header = (a, b) => headers[a] ?? (ce ? ce[b] : undefined);
   return {
     data,
-    'event-id': header('event-id', 'ce-id') ?? crypto.randomUUID(),
-    'event-type': header('event-type', 'ce-type') ?? type,
-    'event-time': header('event-time', 'ce-time') ?? new Date().toISOString(),
-    'event-namespace': header('event-namespace', 'ce-source') ?? 'http.wasmfn.dev',
+    'event-id': header('event-id', 'id') ?? crypto.randomUUID(),
+    'event-type': header('event-type', 'type') ?? type,
+    'event-time': header('event-time', 'time') ?? new Date().toISOString(),
+    'event-namespace': header('event-namespace', 'source') ?? 'http.wasmfn.dev',
     extensions: {
       request: { method: request.method, path: url.pathname, url: url.pathname + url.search, headers, query: queryObject(url.searchParams) },
+      cloudevent: ce,
     },
   };
 }

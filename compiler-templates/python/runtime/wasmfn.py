@@ -15,13 +15,14 @@ Kubeless/Kyma style::
         return {"hello": event["data"]}
 """
 
+import base64
 import datetime
 import json
 import uuid
 from typing import Any, Dict, List, Optional, Tuple, Union
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["Request", "Response", "kubeless_event", "kubeless_context", "to_response"]
+__all__ = ["Request", "Response", "cloud_event", "kubeless_event", "kubeless_context", "to_response"]
 
 
 class Request:
@@ -76,10 +77,23 @@ def _query(qs: str) -> Dict[str, Union[str, List[str]]]:
     return query
 
 
+def cloud_event(headers: Dict[str, str], envelope: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """CloudEvent attributes of a request: from a structured-mode envelope, or from `ce-*` headers (binary
+    mode); None when it is not a CloudEvent."""
+    if envelope is not None:
+        return {k: v for k, v in envelope.items() if k not in ("data", "data_base64")}
+    if not headers.get("ce-id") or not headers.get("ce-type"):
+        return None
+    attributes: Dict[str, Any] = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
+    if "content-type" in headers:
+        attributes["datacontenttype"] = headers["content-type"]
+    return attributes
+
+
 def kubeless_event(request: Request) -> Dict[str, Any]:
     """The Kubeless `event` for a request: `data` is the body (parsed when it is JSON), plus `event-id`,
-    `event-type`, `event-time`, `event-namespace` (from `event-*` or CloudEvents `ce-*` headers) and
-    `extensions.request`."""
+    `event-type`, `event-time`, `event-namespace` (from `event-*` headers or the CloudEvent, binary or
+    structured) and `extensions` (`request`, and `cloudevent` with the CloudEvent's attributes or None)."""
     h = request.headers
     content_type = h.get("content-type", "")
     data: Any = request.body.decode("utf-8", errors="replace")
@@ -88,15 +102,20 @@ def kubeless_event(request: Request) -> Dict[str, Any]:
             data = json.loads(request.body)
         except ValueError:
             pass  # Kubeless hands over the raw body when it does not parse.
+    envelope = None
+    if content_type.startswith("application/cloudevents+json") and isinstance(data, dict):
+        envelope = data
+        data = base64.b64decode(data["data_base64"]) if "data_base64" in data else data.get("data")
+    ce = cloud_event(h, envelope) or {}
     return {
         "data": data,
-        "event-id": h.get("event-id") or h.get("ce-id") or str(uuid.uuid4()),
-        "event-type": h.get("event-type") or h.get("ce-type") or content_type,
+        "event-id": h.get("event-id") or ce.get("id") or str(uuid.uuid4()),
+        "event-type": h.get("event-type") or ce.get("type") or content_type,
         "event-time": h.get("event-time")
-        or h.get("ce-time")
+        or ce.get("time")
         or datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "event-namespace": h.get("event-namespace") or h.get("ce-source") or "http.wasmfn.dev",
-        "extensions": {"request": request},
+        "event-namespace": h.get("event-namespace") or ce.get("source") or "http.wasmfn.dev",
+        "extensions": {"request": request, "cloudevent": ce or None},
     }
 
 

@@ -145,3 +145,6 @@ fn check(kind: Kind, attr: &TokenStream2, func: &ItemFn) -> syn::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
