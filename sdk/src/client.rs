@@ -69,10 +69,10 @@ mod imp {
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use crate::component::{from_method, read_body, to_fields, to_header_map, write_body};
+    use crate::component::{describe, from_method, read_body, to_fields, to_header_map, write_body};
     use crate::{Error, Request, Response, Result, StatusCode};
     use wasi::http::outgoing_handler;
-    use wasi::http::types::{ErrorCode, OutgoingRequest, Scheme};
+    use wasi::http::types::{OutgoingRequest, Scheme};
 
     pub(super) fn send(request: Request) -> Result<Response> {
         let (parts, body) = request.into_parts();
@@ -99,12 +99,14 @@ mod imp {
 
         // Start the request before writing the body: the body pipe is bounded, so writing first could block.
         let pending = outgoing_handler::handle(outgoing, None).map_err(|e| fail(describe(&e)))?;
-        write_body(outgoing_body, body.as_bytes()).map_err(|e| fail(describe(&e)))?;
+        // A failed write is reported only without a response: the request's own error (refused, ...) says more, and
+        // a server may answer early (e.g. 413) without reading the whole body.
+        let written = write_body(outgoing_body, body.as_bytes());
         pending.subscribe().block();
-        let incoming = match pending.get() {
-            Some(Ok(Ok(incoming))) => incoming,
-            Some(Ok(Err(e))) => return Err(fail(describe(&e))),
-            Some(Err(())) | None => return Err(fail("the response was lost".into())),
+        let incoming = match (pending.get(), written) {
+            (Some(Ok(Ok(incoming))), _) => incoming,
+            (Some(Ok(Err(e))), _) | (_, Err(e)) => return Err(fail(describe(&e))),
+            (Some(Err(())) | None, Ok(())) => return Err(fail("the response was lost".into())),
         };
         let status = StatusCode::from_u16(incoming.status()).map_err(|e| fail(e.to_string()))?;
         let headers = to_header_map(&incoming.headers());
@@ -116,23 +118,5 @@ mod imp {
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         Ok(response)
-    }
-
-    /// Words for the error codes a function meets in practice; the rest keep their WIT name.
-    fn describe(code: &ErrorCode) -> String {
-        match code {
-            ErrorCode::ConnectionRefused => "connection refused".into(),
-            ErrorCode::DestinationIpProhibited => {
-                "destination prohibited by the node's egress policy (loopback and link-local addresses)".into()
-            }
-            ErrorCode::HttpRequestDenied => "request denied by the host".into(),
-            ErrorCode::DnsError(e) => format!("DNS lookup failed ({})", e.rcode.as_deref().unwrap_or("no answer")),
-            ErrorCode::DnsTimeout => "DNS lookup timed out".into(),
-            ErrorCode::ConnectionTimeout => "connection timed out".into(),
-            ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => "response timed out".into(),
-            ErrorCode::TlsCertificateError => "invalid TLS certificate".into(),
-            ErrorCode::InternalError(Some(message)) => message.clone(),
-            other => format!("{other:?}"),
-        }
     }
 }

@@ -56,7 +56,10 @@ fn to_request(request: IncomingRequest) -> crate::Result<Request> {
         Some(ErrorCode::HttpRequestBodySize(_)) => {
             Error::with_status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
         }
-        e => Error::with_status(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e:?}")),
+        e => Error::with_status(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {}", e.as_ref().map_or("stream error".into(), describe)),
+        ),
     })?;
     let mut out = http::Request::new(Body::from(body));
     *out.method_mut() = to_method(request.method())?;
@@ -99,9 +102,12 @@ fn body_length(response: &Response) -> Option<usize> {
 pub(crate) fn to_fields(headers: &HeaderMap, length: Option<usize>) -> crate::Result<Fields> {
     let fields = Fields::new();
     for (name, value) in headers {
-        fields.append(name.as_str(), value.as_bytes()).map_err(|e| Error::new(format!("header {name}: {e:?}")))?;
+        fields
+            .append(name.as_str(), value.as_bytes())
+            .map_err(|e| Error::new(format!("header {name} refused: {e:?}")))?;
     }
     if let Some(length) = length.filter(|_| !headers.contains_key(http::header::CONTENT_LENGTH)) {
+        // `content-length` is always allowed and the value is digits: this cannot fail.
         let _ = fields.append("content-length", length.to_string().as_bytes());
     }
     Ok(fields)
@@ -181,4 +187,22 @@ pub(crate) fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), ErrorCo
         }
     }
     OutgoingBody::finish(body, None)
+}
+
+/// Words for the error codes a function meets in practice; the rest keep their WIT name.
+pub(crate) fn describe(code: &ErrorCode) -> String {
+    match code {
+        ErrorCode::ConnectionRefused => "connection refused".into(),
+        ErrorCode::DestinationIpProhibited => {
+            "destination prohibited by the node's egress policy (loopback and link-local addresses)".into()
+        }
+        ErrorCode::HttpRequestDenied => "request denied by the host".into(),
+        ErrorCode::DnsError(e) => format!("DNS lookup failed ({})", e.rcode.as_deref().unwrap_or("no answer")),
+        ErrorCode::DnsTimeout => "DNS lookup timed out".into(),
+        ErrorCode::ConnectionTimeout => "connection timed out".into(),
+        ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => "response timed out".into(),
+        ErrorCode::TlsCertificateError => "invalid TLS certificate".into(),
+        ErrorCode::InternalError(Some(message)) => message.clone(),
+        other => format!("{other:?}"),
+    }
 }

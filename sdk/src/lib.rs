@@ -51,7 +51,7 @@
 //! # CloudEvents
 //!
 //! [`#[event]`](macro@event) functions take and return [`CloudEvent`]s (binary and structured HTTP modes), see the
-//! [`event`] module.
+//! [`event`](mod@event) module.
 
 mod body;
 pub mod client;

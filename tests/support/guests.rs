@@ -10,7 +10,8 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-fn out_dir() -> PathBuf {
+/// Where test builds go: `$CARGO_TARGET_DIR/test-guests`.
+pub fn out_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
     let dir = target.join("test-guests");
     std::fs::create_dir_all(&dir).expect("create the guest output folder");

@@ -3,6 +3,7 @@
 
 #![allow(missing_docs, clippy::print_stderr)]
 
+pub mod build;
 pub mod guests;
 pub mod node;
 

@@ -127,7 +127,8 @@ impl NodeProc {
                 }
             });
         }
-        let deadline = Instant::now() + Duration::from_secs(120);
+        // `up` may build functions before it listens.
+        let deadline = Instant::now() + Duration::from_secs(600);
         let (mut ingress, mut admin) = (None, None);
         while ingress.is_none() || admin.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());

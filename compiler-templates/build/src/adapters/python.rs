@@ -48,7 +48,13 @@ fn vendor(ctx: &Ctx<'_>, text: &str, progress: &Progress) -> Result<PathBuf, Bui
         e => e,
     })?;
     step.finish();
-    std::fs::rename(&tmp, &dir).map_err(|e| BuildError::io(&dir, e))?;
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        // A concurrent build may have vendored the same requirements first.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !dir.is_dir() {
+            return Err(BuildError::io(&dir, e));
+        }
+    }
     Ok(dir)
 }
 
