@@ -4,16 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build-examples.sh >/dev/null
 cargo build --release -p wasmfn-cli
+wasmfn="${CARGO_TARGET_DIR:-target}/release/wasmfn"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+"$wasmfn" build examples/hello-rust -o "$out/hello-rust.wasm" >/dev/null
+"$wasmfn" build examples/hello-js -o "$out/hello-js.wasm" >/dev/null
 tools="${WASMFN_BENCH_TOOLS:-$HOME/.cache/wasmfn-bench}"
 if [ ! -x "$tools/bin/wasmtime" ] || ! "$tools/bin/wasmtime" --version | grep -q "48.0.8"; then
   echo "bench: installing wasmtime-cli 48.0.8 into $tools (about 15 minutes on 2 cores)"
   cargo install --locked wasmtime-cli@48.0.8 --root "$tools"
 fi
-exec python3 bench/bench.py \
-  --wasmfn "${CARGO_TARGET_DIR:-target}/release/wasmfn" \
+python3 bench/bench.py \
+  --wasmfn "$wasmfn" \
   --wasmtime "$tools/bin/wasmtime" \
-  --component examples/hello-rust/hello.wasm \
-  --js-component examples/hello-js/hello.wasm \
+  --component "$out/hello-rust.wasm" \
+  --js-component "$out/hello-js.wasm" \
   "$@"
