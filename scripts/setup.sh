@@ -2,7 +2,7 @@
 # Installs what wasmfn needs on Debian 12. Idempotent: a second run only checks.
 #   - Debian's Rust 1.96 with its std source, lld and wasi-libc: builds Rust functions for wasm32-wasip2
 #     offline (-Zbuild-std), where rustup cannot download the wasm32-wasip2 target;
-#   - Node.js and componentize-js (npm) for JavaScript functions; componentize-py (PyPI) for Python;
+#   - Node.js, componentize-js and esbuild (npm) for JavaScript functions; componentize-py (PyPI) for Python;
 #   - wrk and hyperfine for the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."

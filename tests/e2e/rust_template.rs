@@ -156,3 +156,22 @@ fn rust_compile_errors_and_a_missing_handler_fail_the_build() {
     assert!(run.stderr.contains("cannot be served"), "{}", run.stderr);
     assert!(run.stderr.contains("wasi:http/incoming-handler"), "{}", run.stderr);
 }
+
+/// The scaffold `wasmfn new --lang rust` writes builds as is and greets from the query or the JSON body.
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_scaffold_builds_and_serves() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("fresh-rust");
+    let run = Run::from(wasmfn(&["new", "fresh-rust", "--lang", "rust", "--dir", dir.to_str().unwrap()]));
+    assert!(run.ok, "{}", run.stderr);
+    let (wasm, _) = build_ok(&dir, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(data.path(), "");
+    node.deploy_ok(&manifest("fresh-rust", &wasm, "")).await;
+    let (status, _, text) = node.get(&node.url("default", "fresh-rust", "/?name=ada")).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!({"message": "Hello, ada!", "function": "fresh-rust"}));
+    let resp = node.client.post(node.url("default", "fresh-rust", "/")).body(r#"{"name":"bo"}"#).send().await.unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap()["message"], "Hello, bo!");
+}
