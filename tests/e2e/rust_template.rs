@@ -171,7 +171,10 @@ async fn rust_scaffold_builds_and_serves() {
     node.deploy_ok(&manifest("fresh-rust", &wasm, "")).await;
     let (status, _, text) = node.get(&node.url("default", "fresh-rust", "/?name=ada")).await;
     assert_eq!(status, 200, "{text}");
-    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!({"message": "Hello, ada!", "function": "fresh-rust"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"message": "Hello, ada!", "function": "fresh-rust"})
+    );
     let resp = node.client.post(node.url("default", "fresh-rust", "/")).body(r#"{"name":"bo"}"#).send().await.unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap()["message"], "Hello, bo!");
 }

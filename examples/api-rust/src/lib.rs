@@ -22,7 +22,9 @@ struct Todo {
 #[wasmfn_sdk::http]
 fn api(req: Request) -> Result<wasmfn_sdk::Response> {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/") => Ok(Json(serde_json::json!({ "usage": "POST /todos {\"title\": \"...\"}" })).into_response()),
+        (&Method::GET, "/") => {
+            Ok(Json(serde_json::json!({ "usage": "POST /todos {\"title\": \"...\"}" })).into_response())
+        }
         (&Method::POST, "/todos") => {
             let new: NewTodo = req.body().json()?;
             if new.title.trim().is_empty() {
@@ -33,6 +35,9 @@ fn api(req: Request) -> Result<wasmfn_sdk::Response> {
             let todo = Todo { id, title: new.title, done: new.done, function: wasmfn_sdk::function().name };
             Ok((StatusCode::CREATED, Json(todo)).into_response())
         }
-        _ => Err(Error::with_status(StatusCode::NOT_FOUND, format!("no route for {} {}", req.method(), req.uri().path()))),
+        _ => Err(Error::with_status(
+            StatusCode::NOT_FOUND,
+            format!("no route for {} {}", req.method(), req.uri().path()),
+        )),
     }
 }
