@@ -137,6 +137,19 @@ async fn python_kubeless_handler_sees_event_and_context() {
     check_throw(&node, "kpy", "kaboom from python").await;
 }
 
+/// The third JS style: a module that calls `addEventListener('fetch', …)` itself (the raw test guest).
+#[tokio::test(flavor = "multi_thread")]
+async fn js_fetch_listener_style_serves_through_the_template() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let (wasm, _) = build_ok(&guest("js-guest"), &["--template", "js"]);
+    let (_dir, node) = start();
+    node.deploy_ok(&manifest("listener", &wasm, "")).await;
+    let (status, _, text) = node.get(&node.url("default", "listener", "/path?q=1")).await;
+    assert_eq!((status, text.as_str()), (200, "/path?q=1"));
+    let resp = node.client.post(node.url("default", "listener", "/echo")).body("round trip").send().await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "round trip");
+}
+
 fn example(name: &str) -> PathBuf {
     repo_root().join("examples").join(name)
 }
@@ -359,4 +372,38 @@ fn missing_toolchain_names_the_install_command() {
     assert!(run.stderr.contains("needs componentize-py 0.25.1"), "{}", run.stderr);
     let install = format!("install it with: python3 -m venv {}/.venv", copy.display());
     assert!(run.stderr.contains(&install), "{}", run.stderr);
+}
+
+/// `wasmfn up` rebuilds a function when its source changes; a broken edit is logged and the previous revision
+/// keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_rebuilds_on_source_change_and_keeps_serving_through_a_broken_edit() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let parent = tempfile::tempdir().unwrap();
+    let dir = scaffold("js", parent.path(), "live-js");
+    let handler = dir.join("handler.js");
+    let version =
+        |v: &str| format!("// {:?}\nexport function handler() {{ return '{v}'; }}\n", std::time::SystemTime::now());
+    std::fs::write(&handler, version("v1")).unwrap();
+    let args =
+        vec![dir.display().to_string(), "--cache-dir".into(), wasmfn_tests::build::cache_dir().display().to_string()];
+    let data = tempfile::tempdir().unwrap();
+    let node = NodeProc::start_with(data.path(), Options { up: Some(args), ..Default::default() });
+    let url = node.url("default", "live-js", "/");
+    assert_eq!(node.get(&url).await.2, "v1");
+
+    std::fs::write(&handler, "export function handler( {\n").unwrap();
+    node.wait_for_log("previous revision keeps serving", std::time::Duration::from_secs(120)).await;
+    assert!(node.logs().contains("handler.js:2:0"), "the compiler's message is logged: {}", node.logs());
+    assert_eq!(node.get(&url).await.2, "v1");
+
+    std::fs::write(&handler, version("v2")).unwrap();
+    wasmfn_tests::eventually(std::time::Duration::from_secs(180), "the rebuilt revision", || {
+        let node = &node;
+        let url = url.clone();
+        async move { (node.get(&url).await.2 == "v2").then_some(()) }
+    })
+    .await;
+    let (_, headers, _) = node.get(&url).await;
+    assert_eq!(headers["x-wasmfn-revision"], "live-js-2");
 }
