@@ -88,7 +88,14 @@ impl Adapter for Rust {
         if matches!(mode, Mode::BuildStd) {
             cmd.arg("-Zbuild-std=std,panic_abort");
         }
-        cmd.arg("--target-dir").arg(ctx.cache_dir.join("rust-target")).current_dir(ctx.src);
+        let target = ctx.cache_dir.join("rust-target");
+        std::fs::create_dir_all(&target).map_err(|e| BuildError::io(&target, e))?;
+        cmd.arg("--target-dir").arg(&target).current_dir(ctx.src);
+        // Cargo locks the target folder only while it builds; two functions with the same crate name share an
+        // output path, so the build and the copy below happen under one lock of ours.
+        let lock_path = target.join(".wasmfn-build.lock");
+        let lock = std::fs::File::create(&lock_path).map_err(|e| BuildError::io(&lock_path, e))?;
+        lock.lock().map_err(|e| BuildError::io(&lock_path, e))?;
         let step = progress.step("cargo build --target wasm32-wasip2");
         let stdout = tool::run(&step, &mut cmd, true)?;
         step.finish();
