@@ -52,6 +52,10 @@ pub struct FunctionSpec {
     /// of a component already uploaded to the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// An OCI reference (`registry/repo:tag` or `…@sha256:…`) to pull the component from. A tag is resolved at
+    /// deploy time and the revision records the digest-pinned reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// How to build the component from source in the manifest's folder (`wasmfn build`, `wasmfn up`).
     /// Without `component`, the build's output is what runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,12 +228,20 @@ impl Function {
                 return Err(ManifestError::invalid("spec.build.template", format!("`{t}` is not a template name")));
             }
         }
+        if let Some(image) = &self.spec.image {
+            if image.is_empty() || image.contains(char::is_whitespace) {
+                return Err(ManifestError::invalid("spec.image", format!("`{image}` is not an image reference")));
+            }
+            if self.spec.component.as_deref().is_some_and(|c| !c.is_empty()) {
+                return Err(ManifestError::invalid("spec.image", "set either `component` or `image`, not both"));
+            }
+        }
         match self.spec.component.as_deref() {
-            None | Some("") if self.spec.build.is_some() => {}
+            None | Some("") if self.spec.build.is_some() || self.spec.image.is_some() => {}
             None | Some("") => {
                 return Err(ManifestError::invalid(
                     "spec.component",
-                    "a component (or a `build` to make one) is required",
+                    "a component, an image or a `build` to make one is required",
                 ));
             }
             Some(c) if c.starts_with("sha256:") => {

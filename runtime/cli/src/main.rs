@@ -6,6 +6,7 @@
 //! - `wasmfn new NAME --lang rust|js|python` scaffolds a function; `wasmfn build [DIR]` builds its component.
 
 mod build;
+mod oci;
 mod up;
 
 use anyhow::Context;
@@ -35,6 +36,9 @@ struct NodeArgs {
     /// Let functions' outgoing HTTP reach loopback addresses (local services during development).
     #[arg(long)]
     allow_loopback_egress: bool,
+    /// A registry (`host[:port]`) to reach over plain HTTP for `spec.image`; repeatable.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
 }
 
 impl NodeArgs {
@@ -51,7 +55,14 @@ impl NodeArgs {
         if self.allow_loopback_egress {
             config.allow_loopback_egress = true;
         }
+        config.registry.insecure.extend(self.insecure_registries.iter().cloned());
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Wasm,
+    Image,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +110,34 @@ enum Command {
         #[command(flatten)]
         build: build::BuildArgs,
     },
+    /// Push a function folder (built, cached) or a component file to an OCI registry.
+    Push {
+        /// A function folder or a `.wasm` component.
+        source: PathBuf,
+        /// Where to: `registry/repository:tag`.
+        reference: String,
+        /// `wasm`: the CNCF Wasm artifact; `image`: a plain image whose tar layer holds the component, for
+        /// containerd older than 1.6.25/1.7.7.
+        #[arg(long, value_enum, default_value = "wasm")]
+        format: FormatArg,
+        #[command(flatten)]
+        registry: oci::RegistryArgs,
+        #[command(flatten)]
+        build: build::BuildArgs,
+    },
+    /// Pull a component from an OCI registry into the local component store (or a file).
+    Pull {
+        /// `registry/repository:tag` or `…@sha256:…`.
+        reference: String,
+        /// Write the component here instead of the local component store.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Data folder whose component store receives it.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        registry: oci::RegistryArgs,
+    },
     /// Run the node daemon.
     Serve {
         /// Node config (TOML); defaults apply to absent keys.
@@ -138,6 +177,17 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Up { paths, node, build } => up::run(paths, node, build).await,
             Command::Serve { config, node } => serve(config, node).await,
+            Command::Push { source, reference, format, registry, build } => {
+                let format = match format {
+                    FormatArg::Wasm => wasmfn_oci::Format::Wasm,
+                    FormatArg::Image => wasmfn_oci::Format::Image,
+                };
+                oci::push(&source, &reference, format, &registry, &build).await
+            }
+            Command::Pull { reference, output, data_dir, registry } => {
+                let data_dir = data_dir.unwrap_or_else(default_data_dir);
+                oci::pull(&reference, output.as_deref(), &data_dir, &registry).await
+            }
             Command::New { .. } | Command::Build { .. } => unreachable!("handled above"),
         }
     })

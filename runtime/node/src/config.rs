@@ -33,6 +33,18 @@ pub struct NodeConfig {
     pub pool: PoolConfig,
     /// Guest stdout/stderr rate limit.
     pub guest_log: GuestLogConfig,
+    /// Pulling `spec.image` components.
+    pub registry: RegistryConfig,
+}
+
+/// How the node reaches OCI registries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Registries (`host[:port]`) reached over plain HTTP; every other one is HTTPS.
+    pub insecure: Vec<String>,
+    /// A PEM file of extra CA certificates, trusted besides the system roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Sizing of the pooling allocator, which reserves its slots when the node starts.
@@ -72,6 +84,7 @@ impl Default for NodeConfig {
             allow_loopback_egress: false,
             pool: PoolConfig::default(),
             guest_log: GuestLogConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }

@@ -27,7 +27,7 @@ mod table;
 mod validate;
 
 pub use blobs::{Blobs, Digest};
-pub use config::{ConfigError, GuestLogConfig, NodeConfig, PoolConfig};
+pub use config::{ConfigError, GuestLogConfig, NodeConfig, PoolConfig, RegistryConfig};
 pub use engine::AllocatorKind;
 pub use host::MemoryLimitExceeded;
 pub use node::{Deployed, FunctionInfo, Node};
@@ -119,6 +119,9 @@ pub enum Error {
     /// The engine could not be built or a task failed.
     #[error("engine: {0}")]
     Engine(String),
+    /// Pulling `spec.image` failed (not found, unauthorized, unreachable, digest mismatch, media type).
+    #[error("image: {0}")]
+    Image(#[from] wasmfn_oci::Error),
 }
 
 impl Error {
@@ -154,6 +157,15 @@ impl Error {
             Error::Table(_) => "table",
             Error::Config(_) => "config",
             Error::Engine(_) => "engine",
+            Error::Image(e) => match e.kind() {
+                "not-found" => "image-not-found",
+                "unauthorized" => "image-unauthorized",
+                "unreachable" => "image-unreachable",
+                "digest-mismatch" => "image-digest-mismatch",
+                "media-type" => "image-media-type",
+                "reference" => "image-reference",
+                _ => "image",
+            },
         }
     }
 }

@@ -58,6 +58,7 @@ pub(crate) struct Metrics {
     pub aot_hits: Counter,
     pub aot_misses: Counter,
     pub aot_corrupt: Counter,
+    pub image_layer_fetches: Counter,
     pub loaded: Gauge,
     pub functions: Gauge,
     pub allocator: Family<AllocatorLabels, Gauge>,
@@ -80,6 +81,7 @@ impl Metrics {
             aot_hits: Counter::default(),
             aot_misses: Counter::default(),
             aot_corrupt: Counter::default(),
+            image_layer_fetches: Counter::default(),
             loaded: Gauge::default(),
             functions: Gauge::default(),
             allocator: Family::default(),
@@ -107,6 +109,11 @@ impl Metrics {
             "aot_cache_corrupt",
             "AOT cache entries found corrupt or stale and recompiled",
             m.aot_corrupt.clone(),
+        );
+        r.register(
+            "image_layer_fetches",
+            "Component layers downloaded from registries (one per digest: later deploys find it in the store)",
+            m.image_layer_fetches.clone(),
         );
         r.register("loaded_revisions", "Revisions whose compiled code is in memory", m.loaded.clone());
         r.register("functions", "Functions in the node's table", m.functions.clone());

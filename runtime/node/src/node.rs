@@ -80,6 +80,9 @@ pub(crate) struct Shared {
     pub(crate) table: ArcSwap<Table>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     deploy_lock: tokio::sync::Mutex<()>,
+    registry: wasmfn_oci::Registry,
+    /// One download at a time per layer digest; concurrent deploys of one image then find it in the store.
+    pulling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) metrics: Metrics,
     pub(crate) capacity: Arc<Semaphore>,
     pub(crate) ready: AtomicBool,
@@ -107,7 +110,13 @@ impl Node {
         let metrics = Metrics::new();
         metrics.allocator.get_or_create(&AllocatorLabels { strategy: allocator.as_str() }).set(1);
         let ticker = EpochTicker::start(engine.clone()).map_err(|e| Error::Engine(e.to_string()))?;
+        let registry = wasmfn_oci::Registry::new(&wasmfn_oci::RegistryConfig {
+            insecure: config.registry.insecure.clone(),
+            ca_file: config.registry.ca_file.clone(),
+        })?;
         let shared = Shared {
+            registry,
+            pulling: Mutex::default(),
             aot: AotCache::new(&config.data_dir, &engine, metrics.clone()),
             blobs: Blobs::new(&config.data_dir),
             capacity: Arc::new(Semaphore::new(config.pool.instances as usize)),
@@ -254,6 +263,42 @@ impl Node {
         .map_err(|e| Error::Engine(format!("upload task failed: {e}")))?
     }
 
+    /// Resolves an image reference and makes sure its component is in the store: (its digest, its bytes when
+    /// they were just downloaded and checked, the digest-pinned reference). One download per layer digest, even
+    /// under concurrent deploys.
+    async fn pull(&self, image: &str) -> Result<(Digest, Option<Vec<u8>>, String), Error> {
+        let registry = &self.shared.registry;
+        let located = registry.locate(image).await?;
+        let gate = {
+            let mut pulling = self.shared.pulling.lock().unwrap_or_else(|e| e.into_inner());
+            pulling.entry(located.layer.digest.clone()).or_default().clone()
+        };
+        let _turn = gate.lock().await;
+        if located.layer_is_component()
+            && let Some(d) = Digest::parse(&located.layer.digest)
+            && self.shared.blobs.path(&d).exists()
+        {
+            return Ok((d, None, located.pinned));
+        }
+        let component = registry.fetch(&located).await?;
+        self.shared.metrics.image_layer_fetches.inc();
+        tracing::info!(%image, pinned = %located.pinned, bytes = component.len(), "pulled component");
+        let (bytes, digest) = tokio::task::spawn_blocking(move || {
+            validate::check_component(&component)?;
+            let digest = Digest::of(&component);
+            Ok::<_, Error>((component, digest))
+        })
+        .await
+        .map_err(|e| Error::Engine(format!("validation task failed: {e}")))??;
+        // Stored before the gate opens, so the next deploy of this digest finds it.
+        let blobs = self.shared.blobs.clone();
+        let stored = bytes.clone();
+        tokio::task::spawn_blocking(move || blobs.put(&stored))
+            .await
+            .map_err(|e| Error::Engine(format!("store task failed: {e}")))??;
+        Ok((digest, Some(bytes), located.pinned))
+    }
+
     /// Deploys or updates a function. `base_dir` resolves a relative `spec.component` path.
     ///
     /// Everything is checked (manifest, wasm, exports, imports, compile, link) before the table changes, so a
@@ -271,8 +316,15 @@ impl Node {
         }
         let key = function.key();
         let component = function.spec.component.clone().unwrap_or_default();
+        let image = function.spec.image.clone().filter(|_| component.is_empty());
         let (digest, bytes) = match Digest::parse(&component) {
             Some(d) => (d, None),
+            None if image.is_some() => {
+                let (digest, bytes, pinned) = self.pull(image.as_deref().unwrap_or_default()).await?;
+                // Like a Knative revision, the record names the digest the tag pointed to at deploy time.
+                function.spec.image = Some(pinned);
+                (digest, bytes)
+            }
             None => {
                 let path = match base_dir {
                     Some(dir) => dir.join(&component),

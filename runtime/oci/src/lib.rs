@@ -1,0 +1,378 @@
+//! Wasm components as OCI artifacts.
+//!
+//! - [`artifact`]: the CNCF Wasm layout (`application/vnd.wasm.config.v0+json` config, one `application/wasm`
+//!   layer) or a plain image, and finding the component in CNCF, Spin or plain-image manifests;
+//! - [`Registry`]: push and pull over the OCI distribution API (`oci-client`), with credentials from the
+//!   environment or `~/.docker/config.json`, plain HTTP only for registries marked insecure, every blob and
+//!   manifest checked against its sha256, and transient failures retried with backoff.
+
+pub mod artifact;
+mod auth;
+
+pub use artifact::{Artifact, Format, Provenance};
+pub use auth::credentials;
+
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What went wrong; each names the registry and reference where it has them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The reference does not parse.
+    #[error("invalid image reference `{reference}`: {message}")]
+    Reference {
+        /// What was given.
+        reference: String,
+        /// Why it is invalid.
+        message: String,
+    },
+    /// The registry has no such repository, tag or blob.
+    #[error("{reference}: not found in {registry}")]
+    NotFound {
+        /// The registry.
+        registry: String,
+        /// The reference.
+        reference: String,
+    },
+    /// The registry refused the credentials (or asked for some).
+    #[error("{reference}: {registry} refused the credentials: {message}")]
+    Unauthorized {
+        /// The registry.
+        registry: String,
+        /// The reference.
+        reference: String,
+        /// The registry's answer.
+        message: String,
+    },
+    /// The registry could not be reached (after retries).
+    #[error("{reference}: registry {registry} is unreachable: {message}")]
+    Unreachable {
+        /// The registry.
+        registry: String,
+        /// The reference.
+        reference: String,
+        /// The cause.
+        message: String,
+    },
+    /// Content does not match its digest.
+    #[error("{reference}: digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The reference.
+        reference: String,
+        /// Which blob.
+        what: String,
+        /// The digest it should have.
+        expected: String,
+        /// The digest it has.
+        actual: String,
+    },
+    /// The manifest or layer is not a form wasmfn reads.
+    #[error("wrong media type: {0}")]
+    MediaType(String),
+    /// The bytes are not a Wasm component.
+    #[error("not a Wasm component")]
+    NotAComponent,
+    /// Malformed content.
+    #[error("{0}")]
+    Invalid(String),
+    /// Any other registry error.
+    #[error("{reference}: {registry}: {message}")]
+    Registry {
+        /// The registry.
+        registry: String,
+        /// The reference.
+        reference: String,
+        /// The error.
+        message: String,
+    },
+    /// Reading a CA file failed.
+    #[error("{path}: {source}", path = .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A short label for metrics and the admin API.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Reference { .. } => "reference",
+            Error::NotFound { .. } => "not-found",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::Unreachable { .. } => "unreachable",
+            Error::DigestMismatch { .. } => "digest-mismatch",
+            Error::MediaType(_) => "media-type",
+            Error::NotAComponent | Error::Invalid(_) => "invalid",
+            Error::Registry { .. } => "registry",
+            Error::Io { .. } => "io",
+        }
+    }
+
+    fn transient(&self) -> bool {
+        matches!(self, Error::Unreachable { .. })
+    }
+}
+
+/// The registry (`host[:port]`) a reference points at.
+pub fn registry_of(reference: &str) -> Result<String, Error> {
+    Ok(parse(reference)?.resolve_registry().to_string())
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Registry settings.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryConfig {
+    /// Registries (`host[:port]`) reached over plain HTTP. Nothing else ever is.
+    pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM) to trust besides the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A pulled component.
+#[derive(Clone, Debug)]
+pub struct Pulled {
+    /// The reference pinned to the manifest digest: `registry/repo@sha256:…`.
+    pub pinned: String,
+    /// `sha256:` of the manifest.
+    pub manifest_digest: String,
+    /// The component.
+    pub component: Vec<u8>,
+}
+
+/// A resolved reference and its component layer.
+#[derive(Clone, Debug)]
+pub struct Located {
+    /// The reference as given.
+    pub reference: String,
+    /// The reference pinned to the manifest digest: `registry/repo@sha256:…`.
+    pub pinned: String,
+    /// `sha256:` of the manifest.
+    pub manifest_digest: String,
+    /// The layer holding the component.
+    pub layer: artifact::Descriptor,
+}
+
+impl Located {
+    /// Whether the layer is the component itself (so its digest is the component's).
+    pub fn layer_is_component(&self) -> bool {
+        self.layer.media_type == artifact::WASM_LAYER || self.layer.media_type == artifact::SPIN_LAYER
+    }
+}
+
+/// An OCI distribution client.
+pub struct Registry {
+    client: Client,
+}
+
+const RETRIES: u32 = 3;
+
+fn parse(reference: &str) -> Result<Reference, Error> {
+    reference.parse::<Reference>().map_err(|e| Error::Reference { reference: reference.into(), message: e.to_string() })
+}
+
+fn classify(e: OciDistributionError, r: &Reference) -> Error {
+    let (registry, reference) = (r.registry().to_string(), r.whole());
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => Error::NotFound { registry, reference },
+        OciDistributionError::AuthenticationFailure(m) | OciDistributionError::UnauthorizedError { url: m } => {
+            Error::Unauthorized { registry, reference, message: m }
+        }
+        OciDistributionError::ServerError { code: 404, .. } => Error::NotFound { registry, reference },
+        OciDistributionError::ServerError { code: 401 | 403, message, .. } => {
+            Error::Unauthorized { registry, reference, message }
+        }
+        OciDistributionError::ServerError { code, url, message } if code >= 500 || code == 429 => {
+            Error::Unreachable { registry, reference, message: format!("{code} from {url}: {message}") }
+        }
+        OciDistributionError::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| format!("{:?}", e.code).contains("Unknown")) =>
+        {
+            Error::NotFound { registry, reference }
+        }
+        OciDistributionError::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| format!("{:?}", e.code).contains("Unauthorized")) =>
+        {
+            Error::Unauthorized { registry, reference, message: format!("{envelope:?}") }
+        }
+        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
+            Error::Unreachable { registry, reference, message: source_chain(&e) }
+        }
+        OciDistributionError::DigestError(d) => {
+            Error::DigestMismatch { reference, what: "a blob".into(), expected: String::new(), actual: d.to_string() }
+        }
+        other => Error::Registry { registry, reference, message: source_chain(&other) },
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Runs `op` up to [`RETRIES`] times while it fails transiently, backing off 200 ms, 400 ms, 800 ms.
+async fn retry<T, F, Fut>(what: &str, mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.transient() && attempt < RETRIES => {
+                tracing::warn!(attempt, error = %e, "{what} failed; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+impl Registry {
+    /// A client with `config`'s insecure registries and CA file.
+    pub fn new(config: &RegistryConfig) -> Result<Registry, Error> {
+        let mut extra = Vec::new();
+        if let Some(path) = &config.ca_file {
+            let data = std::fs::read(path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            extra
+                .push(oci_client::client::Certificate { encoding: oci_client::client::CertificateEncoding::Pem, data });
+        }
+        let client = Client::new(oci_client::client::ClientConfig {
+            protocol: oci_client::client::ClientProtocol::HttpsExcept(config.insecure.clone()),
+            extra_root_certificates: extra,
+            platform_resolver: None,
+            ..Default::default()
+        });
+        Ok(Registry { client })
+    }
+
+    async fn authenticate(&self, r: &Reference, op: RegistryOperation) -> Result<RegistryAuth, Error> {
+        let auth = credentials(r.resolve_registry());
+        if !matches!(auth, RegistryAuth::Anonymous) || op == RegistryOperation::Push {
+            retry("registry auth", || async {
+                self.client.auth(r, &auth, op).await.map(|_| ()).map_err(|e| classify(e, r))
+            })
+            .await?;
+        }
+        Ok(auth)
+    }
+
+    /// Resolves a tag to its manifest and returns (manifest bytes, manifest digest), checking the digest.
+    async fn manifest(&self, r: &Reference, auth: &RegistryAuth) -> Result<(Vec<u8>, String), Error> {
+        let accepted = [artifact::MANIFEST, artifact::DOCKER_MANIFEST];
+        let (bytes, header) = retry("manifest pull", || async {
+            self.client.pull_manifest_raw(r, auth, &accepted).await.map_err(|e| classify(e, r))
+        })
+        .await?;
+        let actual = sha256_digest(&bytes);
+        let expected = r.digest().map(str::to_string).unwrap_or(header);
+        if !expected.is_empty() && expected != actual {
+            return Err(Error::DigestMismatch { reference: r.whole(), what: "the manifest".into(), expected, actual });
+        }
+        Ok((bytes.to_vec(), actual))
+    }
+
+    /// Resolves `reference` (a tag or digest) to its manifest digest.
+    pub async fn resolve(&self, reference: &str) -> Result<String, Error> {
+        let r = parse(reference)?;
+        let auth = self.authenticate(&r, RegistryOperation::Pull).await?;
+        Ok(self.manifest(&r, &auth).await?.1)
+    }
+
+    /// Resolves `reference` and finds its component layer: (the reference pinned to the manifest digest, the
+    /// layer). Nothing large is downloaded.
+    pub async fn locate(&self, reference: &str) -> Result<Located, Error> {
+        let r = parse(reference)?;
+        let auth = self.authenticate(&r, RegistryOperation::Pull).await?;
+        let (manifest, manifest_digest) = self.manifest(&r, &auth).await?;
+        let (_, layer) = artifact::component_layer(&manifest)?;
+        let pinned = format!("{}/{}@{}", r.registry(), r.repository(), manifest_digest);
+        Ok(Located { reference: reference.to_string(), pinned, manifest_digest, layer })
+    }
+
+    /// Downloads a located layer, checks its digest and returns the component in it.
+    pub async fn fetch(&self, located: &Located) -> Result<Vec<u8>, Error> {
+        let r = parse(&located.pinned)?;
+        let layer = &located.layer;
+        let desc = oci_client::manifest::OciDescriptor {
+            media_type: layer.media_type.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size as i64,
+            ..Default::default()
+        };
+        let mismatch = |actual: String| Error::DigestMismatch {
+            reference: located.reference.clone(),
+            what: format!("layer {}", layer.digest),
+            expected: layer.digest.clone(),
+            actual,
+        };
+        let bytes = retry("layer pull", || async {
+            let mut out = Vec::with_capacity(layer.size.min(1 << 30) as usize);
+            self.client.pull_blob(&r, &desc, &mut out).await.map_err(|e| classify(e, &r))?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| match e {
+            Error::DigestMismatch { actual, .. } => mismatch(actual),
+            e => e,
+        })?;
+        // oci-client checks as it streams; checking again costs little and does not depend on it.
+        let actual = sha256_digest(&bytes);
+        if actual != layer.digest {
+            return Err(mismatch(actual));
+        }
+        artifact::component_from_layer(layer, bytes)
+    }
+
+    /// Pulls the component `reference` names.
+    pub async fn pull(&self, reference: &str) -> Result<Pulled, Error> {
+        let located = self.locate(reference).await?;
+        let component = self.fetch(&located).await?;
+        Ok(Pulled { pinned: located.pinned, manifest_digest: located.manifest_digest, component })
+    }
+
+    /// Pushes an artifact to `reference` and returns the reference pinned to the manifest digest.
+    pub async fn push(&self, reference: &str, artifact: &Artifact) -> Result<String, Error> {
+        let r = parse(reference)?;
+        self.authenticate(&r, RegistryOperation::Push).await?;
+        for blob in [&artifact.config, &artifact.layer] {
+            let digest = sha256_digest(blob);
+            retry("blob push", || async {
+                self.client.push_blob(&r, blob.clone(), &digest).await.map(|_| ()).map_err(|e| classify(e, &r))
+            })
+            .await?;
+        }
+        let content_type = http::HeaderValue::from_static(artifact::MANIFEST);
+        retry("manifest push", || async {
+            self.client
+                .push_manifest_raw(&r, artifact.manifest.clone(), content_type.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(e, &r))
+        })
+        .await?;
+        Ok(format!("{}/{}@{}", r.registry(), r.repository(), artifact.digest))
+    }
+}
+
+#[cfg(test)]
+mod tests;
