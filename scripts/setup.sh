@@ -3,6 +3,7 @@
 #   - Debian's Rust 1.96 with its std source, lld and wasi-libc: builds Rust functions for wasm32-wasip2
 #     offline (-Zbuild-std), where rustup cannot download the wasm32-wasip2 target;
 #   - Node.js, componentize-js and esbuild (npm) for JavaScript functions; componentize-py (PyPI) for Python;
+#   - docker-registry, skopeo and htpasswd (apache2-utils) for the OCI registry tests;
 #   - wrk and hyperfine for the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc wrk hyperfine ca-certificates)
+pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc wrk hyperfine ca-certificates
+  docker-registry skopeo apache2-utils git)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
@@ -22,6 +24,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The package starts a system registry on :5000; the tests run their own on 127.0.0.1 ephemeral ports.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+  $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

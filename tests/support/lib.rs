@@ -6,6 +6,7 @@
 pub mod build;
 pub mod guests;
 pub mod node;
+pub mod registry;
 
 use std::time::{Duration, Instant};
 
