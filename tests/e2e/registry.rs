@@ -238,3 +238,49 @@ async fn the_plain_image_format_deploys_too() {
     let (status, _, text) = node.get(&node.url("default", "plain", "/p")).await;
     assert_eq!((status, text.as_str()), (200, "Hello from wasmfn (Rust)! You asked for /p\n"));
 }
+
+/// Unreferenced components leave the store after the grace period; what a function uses or the local OCI index
+/// names stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreferenced_components_are_collected_after_the_grace_period() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // `wasmfn build` into the data dir: the local OCI layout names it hello-rust:latest.
+    let built = Run::from(wasmfn_tests::build::wasmfn(&[
+        "build",
+        repo_root().join("examples/hello-rust").to_str().unwrap(),
+        "--data-dir",
+        data,
+    ]));
+    assert!(built.ok, "{}", built.stderr);
+    let index: Value = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "hello-rust:latest");
+    assert!(dir.path().join("oci-layout").exists());
+    let named = built.stdout.split_whitespace().find(|w| w.starts_with("sha256:")).unwrap().to_string();
+    let blob = |d: &str| dir.path().join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+
+    let node = NodeProc::start(dir.path(), "gc-grace = \"300ms\"\n");
+    let (status, up) = node.upload(std::fs::read(rust_guest()).unwrap()).await;
+    assert_eq!(status, 201, "{up}");
+    let used = up["digest"].as_str().unwrap().to_string();
+    node.deploy_ok(&format!(
+        "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: a\nspec:\n  component: {used}\n"
+    ))
+    .await;
+    let (status, up) = node.upload(std::fs::read(hello()).unwrap()).await;
+    assert_eq!((status, up["digest"].as_str()), (201, Some(named.as_str())));
+    // A component uploaded and then replaced: unreferenced once `a` moves to the named one.
+    node.deploy_ok(&format!(
+        "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: a\nspec:\n  component: {named}\n"
+    ))
+    .await;
+    wasmfn_tests::eventually(std::time::Duration::from_secs(20), "the unreferenced blob to go", || {
+        let gone = !blob(&used).exists();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    assert!(node.metric("wasmfn_blobs_collected_total", &[]).await >= 1.0);
+    assert!(blob(&named).exists(), "a blob the index names and a function uses was deleted");
+    assert_eq!(node.get(&node.url("default", "a", "/")).await.0, 200);
+}

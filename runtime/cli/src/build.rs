@@ -92,7 +92,8 @@ pub(crate) fn build(
     args: &BuildArgs,
 ) -> anyhow::Result<()> {
     let builder = args.builder()?;
-    let name = manifest(dir)?.map(|f| f.metadata.name).unwrap_or_else(|| dir.display().to_string());
+    let folder = std::path::absolute(dir)?.file_name().map(|n| n.to_string_lossy().to_lowercase());
+    let name = manifest(dir)?.map(|f| f.metadata.name).or(folder).unwrap_or_else(|| "function".into());
     let built = build_dir(&builder, dir, template, !no_cache)?;
     let dest = match output {
         Some(out) => {
@@ -100,17 +101,21 @@ pub(crate) fn build(
             out.to_path_buf()
         }
         None => {
+            // The local store is an OCI image layout: the artifact `wasmfn push` would send, named `<name>:latest`.
             let bytes = std::fs::read(&built.path).with_context(|| format!("reading {}", built.path.display()))?;
-            let store = wasmfn_runtime::Blobs::new(data_dir);
-            let digest = store.put(&bytes).context("storing the component")?;
-            store.path(&digest)
+            let provenance = wasmfn_oci::Provenance { title: format!("{name}.wasm"), ..Default::default() };
+            let artifact = wasmfn_oci::artifact::build(&bytes, wasmfn_oci::Format::Wasm, &provenance)?;
+            let layout = wasmfn_oci::Layout::open(data_dir)?;
+            layout.put(&artifact, &format!("{name}:latest")).context("storing the component")?;
+            layout.blob_path(&built.digest)
         }
     };
     let how = if built.cached { "cached".to_string() } else { format!("built in {:.1}s", built.elapsed.as_secs_f64()) };
     println!("{name} ({}): {} {} ({} bytes), {how}", built.template, built.digest, human(built.size), built.size);
     println!("  → {}", dest.display());
     if output.is_none() {
-        println!("  deploy it with `component: {}`", built.digest);
+        println!("  stored as {name}:latest in the OCI layout {}", data_dir.display());
+        println!("  deploy it with `component: {}`, or `wasmfn push {name} REGISTRY/REPO:TAG`", built.digest);
     }
     Ok(())
 }

@@ -110,9 +110,9 @@ enum Command {
         #[command(flatten)]
         build: build::BuildArgs,
     },
-    /// Push a function folder (built, cached) or a component file to an OCI registry.
+    /// Push a function folder (built, cached), a component file, or an artifact of the local store to a registry.
     Push {
-        /// A function folder or a `.wasm` component.
+        /// A function folder, a `.wasm` component, or `NAME[:TAG]` stored by `wasmfn build`.
         source: PathBuf,
         /// Where to: `registry/repository:tag`.
         reference: String,
@@ -120,6 +120,9 @@ enum Command {
         /// containerd older than 1.6.25/1.7.7.
         #[arg(long, value_enum, default_value = "wasm")]
         format: FormatArg,
+        /// Data folder whose local store (OCI layout) `NAME[:TAG]` is read from.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         registry: oci::RegistryArgs,
         #[command(flatten)]
@@ -177,12 +180,13 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Up { paths, node, build } => up::run(paths, node, build).await,
             Command::Serve { config, node } => serve(config, node).await,
-            Command::Push { source, reference, format, registry, build } => {
+            Command::Push { source, reference, format, data_dir, registry, build } => {
+                let data_dir = data_dir.unwrap_or_else(default_data_dir);
                 let format = match format {
                     FormatArg::Wasm => wasmfn_oci::Format::Wasm,
                     FormatArg::Image => wasmfn_oci::Format::Image,
                 };
-                oci::push(&source, &reference, format, &registry, &build).await
+                oci::push(&source, &reference, format, &data_dir, &registry, &build).await
             }
             Command::Pull { reference, output, data_dir, registry } => {
                 let data_dir = data_dir.unwrap_or_else(default_data_dir);

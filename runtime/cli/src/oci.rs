@@ -39,9 +39,13 @@ pub(crate) async fn push(
     source: &Path,
     reference: &str,
     format: Format,
+    data_dir: &Path,
     registry: &RegistryArgs,
     build: &BuildArgs,
 ) -> anyhow::Result<()> {
+    if !source.exists() {
+        return push_local(&source.to_string_lossy(), reference, data_dir, registry).await;
+    }
     let (file, title) = if source.is_dir() {
         let builder = build.builder()?;
         let dir = source.to_path_buf();
@@ -63,6 +67,19 @@ pub(crate) async fn push(
     let artifact = wasmfn_oci::artifact::build(&bytes, format, &provenance)?;
     let pinned = registry.registry(reference)?.push(reference, &artifact).await?;
     println!("pushed {reference}: {} ({} bytes component)", artifact.digest, bytes.len());
+    println!("  → {pinned}");
+    Ok(())
+}
+
+/// Pushes an artifact from the local OCI layout as it is (`wasmfn build` stored it as `NAME:latest`).
+async fn push_local(name: &str, reference: &str, data_dir: &Path, registry: &RegistryArgs) -> anyhow::Result<()> {
+    let layout = wasmfn_oci::Layout::open(data_dir)?;
+    let tagged = if name.contains(':') { name.to_string() } else { format!("{name}:latest") };
+    let Some(artifact) = layout.get(&tagged)? else {
+        anyhow::bail!("{name} is neither a file, a folder, nor an artifact in the local store {}", data_dir.display());
+    };
+    let pinned = registry.registry(reference)?.push(reference, &artifact).await?;
+    println!("pushed {reference}: {} (from the local store, {tagged})", artifact.digest);
     println!("  → {pinned}");
     Ok(())
 }

@@ -59,6 +59,13 @@ impl AotCache {
         (self.dir.join(format!("{hex}.cwasm")), self.dir.join(format!("{hex}.sum")))
     }
 
+    /// Deletes the entry of `digest`, if any.
+    pub(crate) fn remove(&self, digest: &Digest) {
+        let (code, sum) = self.paths(digest);
+        let _ = std::fs::remove_file(sum);
+        let _ = std::fs::remove_file(code);
+    }
+
     /// Whether a complete entry exists (its checksum is not verified here).
     pub(crate) fn contains(&self, digest: &Digest) -> bool {
         let (code, sum) = self.paths(digest);

@@ -35,6 +35,10 @@ pub struct NodeConfig {
     pub guest_log: GuestLogConfig,
     /// Pulling `spec.image` components.
     pub registry: RegistryConfig,
+    /// Components (and their compiled code) no function references and the local OCI index does not name are
+    /// deleted once they have been unreferenced this long.
+    #[serde(with = "humantime_serde")]
+    pub gc_grace: Duration,
 }
 
 /// How the node reaches OCI registries.
@@ -85,6 +89,7 @@ impl Default for NodeConfig {
             pool: PoolConfig::default(),
             guest_log: GuestLogConfig::default(),
             registry: RegistryConfig::default(),
+            gc_grace: Duration::from_secs(3600),
         }
     }
 }

@@ -59,6 +59,7 @@ pub(crate) struct Metrics {
     pub aot_misses: Counter,
     pub aot_corrupt: Counter,
     pub image_layer_fetches: Counter,
+    pub blobs_collected: Counter,
     pub loaded: Gauge,
     pub functions: Gauge,
     pub allocator: Family<AllocatorLabels, Gauge>,
@@ -82,6 +83,7 @@ impl Metrics {
             aot_misses: Counter::default(),
             aot_corrupt: Counter::default(),
             image_layer_fetches: Counter::default(),
+            blobs_collected: Counter::default(),
             loaded: Gauge::default(),
             functions: Gauge::default(),
             allocator: Family::default(),
@@ -114,6 +116,11 @@ impl Metrics {
             "image_layer_fetches",
             "Component layers downloaded from registries (one per digest: later deploys find it in the store)",
             m.image_layer_fetches.clone(),
+        );
+        r.register(
+            "blobs_collected",
+            "Unreferenced components deleted from the store after the grace period",
+            m.blobs_collected.clone(),
         );
         r.register("loaded_revisions", "Revisions whose compiled code is in memory", m.loaded.clone());
         r.register("functions", "Functions in the node's table", m.functions.clone());

@@ -458,6 +458,57 @@ impl Node {
         }
     }
 
+    /// Deletes blobs that no function references and the local OCI index does not name, once unreferenced
+    /// (unmodified) for `gc-grace`, with their compiled code. The grace covers a deploy that stored its component
+    /// but has not yet entered the table. Blocking.
+    fn collect_garbage(&self) -> Result<usize, Error> {
+        let grace = self.shared.config.gc_grace;
+        let data_dir = &self.shared.config.data_dir;
+        let mut keep: std::collections::HashSet<String> =
+            self.shared.table.load().functions.values().map(|r| r.digest.to_string()).collect();
+        // A damaged index keeps everything rather than deleting what it may name.
+        keep.extend(wasmfn_oci::Layout::open(data_dir)?.referenced()?);
+        let dir = data_dir.join("blobs").join("sha256");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(digest) = Digest::parse(&format!("sha256:{name}")) else { continue };
+            if keep.contains(&digest.to_string()) {
+                continue;
+            }
+            let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if age.is_none_or(|a| a < grace) {
+                continue;
+            }
+            if std::fs::remove_file(entry.path()).is_ok() {
+                self.shared.aot.remove(&digest);
+                self.shared.pulling.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest.to_string());
+                self.shared.metrics.blobs_collected.inc();
+                tracing::info!(%digest, "deleted an unreferenced component");
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Collects garbage every so often until the node stops.
+    pub(crate) async fn collect_garbage_periodically(self) {
+        let period = (self.shared.config.gc_grace / 4)
+            .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(300));
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let node = self.clone();
+            match tokio::task::spawn_blocking(move || node.collect_garbage()).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection skipped"),
+                Err(e) => tracing::warn!(error = %e, "garbage collection task failed"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
     /// Evicts idle code every so often until the node stops.
     pub(crate) async fn reap_idle(self) {
         let ttl = self.shared.config.idle_ttl;

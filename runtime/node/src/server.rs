@@ -40,6 +40,7 @@ impl Node {
     /// Serves until `shutdown` resolves, then drains in-flight requests for up to `shutdown-timeout`.
     pub async fn serve(&self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let reaper = tokio::spawn(self.clone().reap_idle());
+        let collector = tokio::spawn(self.clone().collect_garbage_periodically());
         let warm = tokio::spawn({
             let node = self.clone();
             async move { node.warm_up().await }
@@ -100,6 +101,7 @@ impl Node {
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin).await;
         reaper.abort();
+        collector.abort();
         warm.abort();
         tracing::info!("stopped");
         Ok(())

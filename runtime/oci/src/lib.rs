@@ -8,9 +8,11 @@
 
 pub mod artifact;
 mod auth;
+mod layout;
 
 pub use artifact::{Artifact, Format, Provenance};
 pub use auth::credentials;
+pub use layout::Layout;
 
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
