@@ -284,3 +284,47 @@ async fn unreferenced_components_are_collected_after_the_grace_period() {
     assert!(blob(&named).exists(), "a blob the index names and a function uses was deleted");
     assert_eq!(node.get(&node.url("default", "a", "/")).await.0, 200);
 }
+
+fn wasmfn_cmd(args: &[&str]) -> Run {
+    Run::from(std::process::Command::new(env!("CARGO_BIN_EXE_wasmfn")).args(args).output().unwrap())
+}
+
+/// HTTPS with a CA the system does not know: trusted only through `--ca-file` / `registry.ca-file`; plain HTTP
+/// only for registries marked insecure, never as a fallback.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_custom_ca_and_no_silent_plain_http() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let hello = hello();
+    let file = hello.to_str().unwrap();
+    let tls = RegistryProc::start_tls();
+    let ca = tls.ca_file();
+    let reference = format!("{}/fns/tls:v1", tls.addr);
+    let run = wasmfn_cmd(&["push", file, &reference]);
+    assert!(!run.ok, "an unknown CA was trusted");
+    assert!(run.stderr.contains(&tls.addr) && run.stderr.contains("TLS to"), "{}", run.stderr);
+    let run = wasmfn_cmd(&["push", file, &reference, "--ca-file", ca.to_str().unwrap()]);
+    assert!(run.ok, "{}", run.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[registry]\nca-file = {:?}\n", ca.display().to_string());
+    let node = NodeProc::start(dir.path(), &config);
+    node.deploy_ok(&image_manifest("tls", &reference)).await;
+    assert_eq!(node.get(&node.url("default", "tls", "/")).await.0, 200);
+
+    // A plain-HTTP registry is not reached unless marked insecure.
+    let plain = RegistryProc::start(None);
+    let run = wasmfn_cmd(&["push", file, &format!("{}/fns/plain:v1", plain.addr)]);
+    assert!(!run.ok, "pushed over plain HTTP without --insecure");
+    assert!(!plain.log().contains("PUT /v2/"), "a blob reached the plain registry:\n{}", plain.log());
+
+    // An artifact `wasmfn build` stored locally is pushed as it is, by name.
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let built = wasmfn_cmd(&["build", repo_root().join("examples/hello-rust").to_str().unwrap(), "--data-dir", d]);
+    assert!(built.ok, "{}", built.stderr);
+    let local = format!("{}/fns/local:v1", plain.addr);
+    let run = wasmfn_cmd(&["push", "hello-rust", &local, "--insecure", "--data-dir", d]);
+    assert!(run.ok && run.stdout.contains("from the local store, hello-rust:latest"), "{}\n{}", run.stdout, run.stderr);
+    let m = skopeo(&["--raw", "--tls-verify=false", &format!("docker://{local}")]);
+    assert_eq!(m["layers"][0]["mediaType"], "application/wasm");
+}

@@ -25,6 +25,20 @@ fn free_port() -> u16 {
 impl RegistryProc {
     /// Starts a registry; with `user`, it requires that user and password (htpasswd, bcrypt).
     pub fn start(user: Option<(&str, &str)>) -> RegistryProc {
+        Self::start_with(user, false)
+    }
+
+    /// Starts a registry serving HTTPS with a self-signed certificate for 127.0.0.1; see [`Self::ca_file`].
+    pub fn start_tls() -> RegistryProc {
+        Self::start_with(None, true)
+    }
+
+    /// The CA certificate that signed a TLS registry's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self._dir.path().join("cert.pem")
+    }
+
+    fn start_with(user: Option<(&str, &str)>, tls: bool) -> RegistryProc {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = dir.path().join("data");
         let addr = format!("127.0.0.1:{}", free_port());
@@ -39,11 +53,54 @@ impl RegistryProc {
             std::fs::write(&file, out.stdout).expect("write htpasswd");
             auth = format!("auth:\n  htpasswd:\n    realm: wasmfn-tests\n    path: {}\n", file.display());
         }
+        let mut tls_config = String::new();
+        if tls {
+            // A CA, and a server certificate for 127.0.0.1 signed by it (webpki refuses a CA as end entity).
+            let p = |n: &str| dir.path().join(n);
+            let (cert, key) = (p("server.pem"), p("server.key"));
+            std::fs::write(p("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
+            let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+            let steps: Vec<Vec<String>> = vec![
+                [&["req", "-x509"][..], &ec[..], &["-days", "1", "-subj", "/CN=wasmfn-test-ca", "-keyout"]]
+                    .concat()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain([p("ca.key").display().to_string(), "-out".into(), p("cert.pem").display().to_string()])
+                    .collect(),
+                [&["req"][..], &ec[..], &["-subj", "/CN=127.0.0.1", "-keyout"]]
+                    .concat()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain([key.display().to_string(), "-out".into(), p("server.csr").display().to_string()])
+                    .collect(),
+                ["x509", "-req", "-days", "1", "-CAcreateserial"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain([
+                        "-in".into(),
+                        p("server.csr").display().to_string(),
+                        "-CA".into(),
+                        p("cert.pem").display().to_string(),
+                        "-CAkey".into(),
+                        p("ca.key").display().to_string(),
+                        "-extfile".into(),
+                        p("ext.cnf").display().to_string(),
+                        "-out".into(),
+                        cert.display().to_string(),
+                    ])
+                    .collect(),
+            ];
+            for args in steps {
+                let out = Command::new("openssl").args(&args).output().expect("openssl");
+                assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            tls_config = format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display());
+        }
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_config}{auth}",
                 storage.display()
             ),
         )

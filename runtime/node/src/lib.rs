@@ -161,6 +161,7 @@ impl Error {
                 "not-found" => "image-not-found",
                 "unauthorized" => "image-unauthorized",
                 "unreachable" => "image-unreachable",
+                "tls" => "image-tls",
                 "digest-mismatch" => "image-digest-mismatch",
                 "media-type" => "image-media-type",
                 "reference" => "image-reference",

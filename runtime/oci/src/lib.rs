@@ -60,6 +60,16 @@ pub enum Error {
         /// The cause.
         message: String,
     },
+    /// The TLS handshake failed (an unknown CA, a name mismatch).
+    #[error("{reference}: TLS to {registry} failed: {message} (trust its CA with --ca-file or registry.ca-file)")]
+    Tls {
+        /// The registry.
+        registry: String,
+        /// The reference.
+        reference: String,
+        /// The cause.
+        message: String,
+    },
     /// Content does not match its digest.
     #[error("{reference}: digest mismatch for {what}: expected {expected}, got {actual}")]
     DigestMismatch {
@@ -109,6 +119,7 @@ impl Error {
             Error::NotFound { .. } => "not-found",
             Error::Unauthorized { .. } => "unauthorized",
             Error::Unreachable { .. } => "unreachable",
+            Error::Tls { .. } => "tls",
             Error::DigestMismatch { .. } => "digest-mismatch",
             Error::MediaType(_) => "media-type",
             Error::NotAComponent | Error::Invalid(_) => "invalid",
@@ -208,7 +219,12 @@ fn classify(e: OciDistributionError, r: &Reference) -> Error {
             Error::Unauthorized { registry, reference, message: format!("{envelope:?}") }
         }
         OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
-            Error::Unreachable { registry, reference, message: source_chain(&e) }
+            let message = source_chain(&e);
+            if message.contains("certificate") {
+                Error::Tls { registry, reference, message }
+            } else {
+                Error::Unreachable { registry, reference, message }
+            }
         }
         OciDistributionError::DigestError(d) => {
             Error::DigestMismatch { reference, what: "a blob".into(), expected: String::new(), actual: d.to_string() }
