@@ -328,3 +328,25 @@ async fn tls_with_a_custom_ca_and_no_silent_plain_http() {
     let m = skopeo(&["--raw", "--tls-verify=false", &format!("docker://{local}")]);
     assert_eq!(m["layers"][0]["mediaType"], "application/wasm");
 }
+
+/// The bearer-token flow: the registry answers 401 with a `Bearer realm=…` challenge, the client trades its basic
+/// credentials at the token server for a JWT scoped to the repository, and retries with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_token_flow_with_a_token_server() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let (reg, tokens) = RegistryProc::start_token_auth("alice", "s3cret");
+    let reference = format!("{}/fns/bearer:v1", reg.addr);
+    let hello = hello();
+    let creds = [("WASMFN_REGISTRY_USER", "alice"), ("WASMFN_REGISTRY_PASSWORD", "s3cret")];
+    let wrong =
+        push(&hello, &reference, &[], &[("WASMFN_REGISTRY_USER", "alice"), ("WASMFN_REGISTRY_PASSWORD", "nope")]);
+    assert!(!wrong.ok && wrong.stderr.contains(&reg.addr), "{}", wrong.stderr);
+    let run = push(&hello, &reference, &[], &creds);
+    assert!(run.ok, "{}\n--- registry ---\n{}", run.stderr, reg.log());
+    assert!(tokens.issued.load(std::sync::atomic::Ordering::Relaxed) >= 1, "no token was issued");
+
+    let env = creds.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (_dir, node) = node_for(&reg, env);
+    node.deploy_ok(&image_manifest("bearer", &reference)).await;
+    assert_eq!(node.get(&node.url("default", "bearer", "/")).await.0, 200);
+}

@@ -16,6 +16,7 @@ pub struct RegistryProc {
     pub storage: PathBuf,
     log: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
+    _keys: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
@@ -39,10 +40,14 @@ impl RegistryProc {
     }
 
     fn start_with(user: Option<(&str, &str)>, tls: bool) -> RegistryProc {
+        Self::start_config(user, tls, "")
+    }
+
+    fn start_config(user: Option<(&str, &str)>, tls: bool, extra_auth: &str) -> RegistryProc {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = dir.path().join("data");
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut auth = String::new();
+        let mut auth = extra_auth.to_string();
         if let Some((name, password)) = user {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", name, password])
@@ -129,7 +134,7 @@ impl RegistryProc {
                 }
             });
         }
-        let reg = RegistryProc { child: Some(child), addr, storage, log, _dir: dir };
+        let reg = RegistryProc { child: Some(child), addr, storage, log, _dir: dir, _keys: None };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(&reg.addr).is_err() {
             assert!(Instant::now() < deadline, "docker-registry did not listen:\n{}", reg.log());
@@ -174,5 +179,136 @@ impl RegistryProc {
 impl Drop for RegistryProc {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A token server for the registry's bearer-token flow: `GET /token` with basic auth answers a JWT (ES256, the
+/// signing certificate in `x5c`) granting the requested scopes, as Docker Hub's auth service does.
+pub struct TokenServer {
+    /// `http://127.0.0.1:PORT/token`.
+    pub realm: String,
+    /// The certificate the registry trusts for tokens.
+    pub cert: PathBuf,
+    /// Tokens issued so far.
+    pub issued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+mod token {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+
+    pub(super) const SERVICE: &str = "wasmfn-test-registry";
+    pub(super) const ISSUER: &str = "wasmfn-test-issuer";
+
+    fn openssl(args: &[&str]) -> Vec<u8> {
+        let out = Command::new("openssl").args(args).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// Starts the server in `dir`; only `user`/`password` get tokens.
+    pub(super) fn start(dir: &Path, user: &'static str, password: &'static str) -> TokenServer {
+        let p = |n: &str| dir.join(n).display().to_string();
+        openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &p("token.key")]);
+        openssl(&[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            &p("token.key"),
+            "-subj",
+            "/CN=wasmfn-test-issuer",
+            "-days",
+            "1",
+            "-out",
+            &p("token.pem"),
+        ]);
+        let pkcs8 = openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &p("token.key"), "-outform", "DER"]);
+        let der = openssl(&["x509", "-in", &p("token.pem"), "-outform", "DER"]);
+        let rng = ring::rand::SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng).expect("P-256 key");
+        let x5c = STANDARD.encode(der);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let state = Arc::new((key, x5c, issued.clone()));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let app = axum::Router::new().route(
+                    "/token",
+                    axum::routing::get(move |headers: http::HeaderMap, uri: http::Uri| {
+                        let state = state.clone();
+                        async move { issue(&state, &headers, &uri, user, password) }
+                    }),
+                );
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = axum::serve(listener, app).await;
+            });
+        });
+        TokenServer { realm, cert: dir.join("token.pem"), issued }
+    }
+
+    fn issue(
+        state: &(EcdsaKeyPair, String, Arc<std::sync::atomic::AtomicUsize>),
+        headers: &http::HeaderMap,
+        uri: &http::Uri,
+        user: &str,
+        password: &str,
+    ) -> (http::StatusCode, String) {
+        let want = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
+            return (http::StatusCode::UNAUTHORIZED, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.into());
+        }
+        // scope=repository:NAME:pull,push (possibly several).
+        let access: Vec<serde_json::Value> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("scope="))
+            .filter_map(|s| {
+                let s = s.replace("%3A", ":").replace("%2C", ",").replace("%2F", "/");
+                let mut parts = s.splitn(3, ':');
+                let (kind, name, actions) =
+                    (parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string());
+                Some(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+            })
+            .collect();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let n = state.2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [state.1]});
+        let claims = serde_json::json!({
+            "iss": ISSUER, "sub": user, "aud": SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
+            "jti": format!("t{n}"), "access": access,
+        });
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let sig = state.0.sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes()).expect("sign");
+        let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+        (
+            http::StatusCode::OK,
+            serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string(),
+        )
+    }
+}
+
+impl RegistryProc {
+    /// Starts a registry that requires bearer tokens from a [`TokenServer`] that grants them to `user`.
+    pub fn start_token_auth(user: &'static str, password: &'static str) -> (RegistryProc, TokenServer) {
+        let keys = tempfile::tempdir().expect("temp dir");
+        let server = token::start(keys.path(), user, password);
+        let auth = format!(
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            server.realm,
+            token::SERVICE,
+            token::ISSUER,
+            server.cert.display()
+        );
+        let mut reg = Self::start_config(None, false, &auth);
+        reg._keys = Some(keys);
+        (reg, server)
     }
 }
