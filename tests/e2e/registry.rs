@@ -237,6 +237,10 @@ async fn the_plain_image_format_deploys_too() {
     node.deploy_ok(&image_manifest("plain", &reference)).await;
     let (status, _, text) = node.get(&node.url("default", "plain", "/p")).await;
     assert_eq!((status, text.as_str()), (200, "Hello from wasmfn (Rust)! You asked for /p\n"));
+    // Another function from the same image: the tar layer is not fetched again.
+    node.deploy_ok(&image_manifest("plain2", &reference)).await;
+    assert_eq!(node.metric("wasmfn_image_layer_fetches_total", &[]).await, 1.0);
+    assert_eq!(reg.blob_gets(m["layers"][0]["digest"].as_str().unwrap()), 1);
 }
 
 /// Unreferenced components leave the store after the grace period; what a function uses or the local OCI index

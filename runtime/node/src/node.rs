@@ -274,8 +274,15 @@ impl Node {
             pulling.entry(located.layer.digest.clone()).or_default().clone()
         };
         let _turn = gate.lock().await;
-        if located.layer_is_component()
-            && let Some(d) = Digest::parse(&located.layer.digest)
+        // A wasm layer is the component; a tar layer's component digest was recorded when it was first fetched.
+        let layers = self.shared.config.data_dir.join("oci-layers");
+        let record = layers.join(located.layer.digest.trim_start_matches("sha256:"));
+        let known = if located.layer_is_component() {
+            Some(located.layer.digest.clone())
+        } else {
+            std::fs::read_to_string(&record).ok()
+        };
+        if let Some(d) = known.as_deref().and_then(Digest::parse)
             && self.shared.blobs.path(&d).exists()
         {
             return Ok((d, None, located.pinned));
@@ -296,6 +303,12 @@ impl Node {
         tokio::task::spawn_blocking(move || blobs.put(&stored))
             .await
             .map_err(|e| Error::Engine(format!("store task failed: {e}")))??;
+        if !located.layer_is_component() {
+            let _ = std::fs::create_dir_all(&layers);
+            if let Err(e) = write_atomic(&record, digest.to_string().as_bytes()) {
+                tracing::warn!(error = %e, "cannot record the layer's component digest; the next deploy fetches it again");
+            }
+        }
         Ok((digest, Some(bytes), located.pinned))
     }
 
