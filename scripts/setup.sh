@@ -12,7 +12,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc wrk hyperfine ca-certificates
-  docker-registry skopeo apache2-utils git)
+  docker-registry skopeo apache2-utils openssl git)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
