@@ -96,6 +96,12 @@ async fn push_deploy_by_tag_and_the_revision_stays_pinned() {
     let body = node.deploy_ok(&image_manifest("hello", &reference)).await;
     assert_eq!(body["function"]["revision"], "hello-2");
     assert_eq!(node.get(&node.url("default", "hello", "/")).await.2, "hello from rust v0\n");
+    // The recorded spec (pinned image + component digest) re-applies as is, changing nothing.
+    let (_, info) = node.admin_get("/v1/functions/default/hello").await;
+    let record = serde_json::json!({"apiVersion": "wasmfn.dev/v1alpha1", "kind": "Function",
+        "metadata": {"name": "hello"}, "spec": info["spec"]});
+    let (status, body) = node.deploy(&record.to_string()).await;
+    assert_eq!((status, &body["changed"]), (200, &Value::Bool(false)), "{body}");
 
     // `wasmfn pull` gets the same bytes back.
     let out = tempfile::NamedTempFile::new().unwrap();

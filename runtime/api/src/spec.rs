@@ -232,8 +232,13 @@ impl Function {
             if image.is_empty() || image.contains(char::is_whitespace) {
                 return Err(ManifestError::invalid("spec.image", format!("`{image}` is not an image reference")));
             }
-            if self.spec.component.as_deref().is_some_and(|c| !c.is_empty()) {
-                return Err(ManifestError::invalid("spec.image", "set either `component` or `image`, not both"));
+            // A deployed revision records both: the pinned image and the component digest it held. Re-applying
+            // that record is fine; an image next to a component file is ambiguous.
+            if self.spec.component.as_deref().is_some_and(|c| !c.is_empty() && !c.starts_with("sha256:")) {
+                return Err(ManifestError::invalid(
+                    "spec.image",
+                    "set either `component` or `image`, not both (a `sha256:` component may pin the image's content)",
+                ));
             }
         }
         match self.spec.component.as_deref() {

@@ -79,3 +79,17 @@ fn build_replaces_the_component_and_names_a_template() {
     let err = Function::from_yaml(&with_spec("  build:\n    templat: js\n")).unwrap_err().to_string();
     assert!(err.contains("templat"), "{err}");
 }
+
+#[test]
+fn an_image_or_a_pinned_record_of_one() {
+    let f = Function::from_yaml(&with_spec("  image: reg.example/fns/hello:v1\n")).unwrap();
+    assert_eq!(f.spec.image.as_deref(), Some("reg.example/fns/hello:v1"));
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let pinned = format!("  image: reg.example/fns/hello@{digest}\n  component: {digest}\n");
+    assert!(Function::from_yaml(&with_spec(&pinned)).is_ok(), "a deployed record re-applies");
+    let err =
+        Function::from_yaml(&with_spec("  image: reg.example/x:v1\n  component: x.wasm\n")).unwrap_err().to_string();
+    assert!(err.contains("spec.image") && err.contains("not both"), "{err}");
+    let err = Function::from_yaml(&with_spec("  image: \"a b\"\n")).unwrap_err().to_string();
+    assert!(err.contains("not an image reference"), "{err}");
+}
