@@ -118,6 +118,8 @@ impl RegistryProc {
             .spawn()
             .expect("docker-registry is needed for the registry tests: run scripts/setup.sh");
         let log = Arc::new(Mutex::new(String::new()));
+        // The registry logs `listening on ADDR` once it accepts connections; the readers pass lines on until then.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
         for stream in [
             child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
             child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
@@ -125,20 +127,26 @@ impl RegistryProc {
         .into_iter()
         .flatten()
         {
-            let log = log.clone();
+            let (log, tx) = (log.clone(), tx.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     let mut l = log.lock().unwrap();
                     l.push_str(&line);
                     l.push('\n');
+                    drop(l);
+                    let _ = tx.send(line);
                 }
             });
         }
+        drop(tx);
         let reg = RegistryProc { child: Some(child), addr, storage, log, _dir: dir, _keys: None };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&reg.addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen:\n{}", reg.log());
-            std::thread::sleep(Duration::from_millis(20));
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains("listening on") => break,
+                Ok(_) => {}
+                Err(_) => panic!("docker-registry did not listen:\n{}", reg.log()),
+            }
         }
         reg
     }

@@ -290,19 +290,15 @@ impl Node {
         let component = registry.fetch(&located).await?;
         self.shared.metrics.image_layer_fetches.inc();
         tracing::info!(%image, pinned = %located.pinned, bytes = component.len(), "pulled component");
+        // Stored before the gate opens, so the next deploy of this digest finds it.
+        let blobs = self.shared.blobs.clone();
         let (bytes, digest) = tokio::task::spawn_blocking(move || {
             validate::check_component(&component)?;
-            let digest = Digest::of(&component);
+            let digest = blobs.put(&component)?;
             Ok::<_, Error>((component, digest))
         })
         .await
         .map_err(|e| Error::Engine(format!("validation task failed: {e}")))??;
-        // Stored before the gate opens, so the next deploy of this digest finds it.
-        let blobs = self.shared.blobs.clone();
-        let stored = bytes.clone();
-        tokio::task::spawn_blocking(move || blobs.put(&stored))
-            .await
-            .map_err(|e| Error::Engine(format!("store task failed: {e}")))??;
         if !located.layer_is_component() {
             let _ = std::fs::create_dir_all(&layers);
             if let Err(e) = write_atomic(&record, digest.to_string().as_bytes()) {
