@@ -20,9 +20,11 @@
 
 mod quantity;
 mod spec;
+mod traffic;
 
 pub use quantity::Quantity;
 pub use spec::*;
+pub use traffic::{MAX_ROLLOUT, Rollout, TrafficTarget};
 
 use serde::de::DeserializeOwned;
 

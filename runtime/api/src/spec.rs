@@ -1,6 +1,7 @@
 //! The resource's fields and their rules.
 
-use crate::{API_VERSION, KIND, ManifestError, Quantity};
+use crate::traffic::is_dns_label;
+use crate::{API_VERSION, KIND, ManifestError, Quantity, Rollout, TrafficTarget};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,6 +73,20 @@ pub struct FunctionSpec {
     /// Extra path prefixes routed to this function, besides `/<namespace>/<name>/` and the host name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+    /// How requests split over the function's revisions; empty sends all of them to the latest revision.
+    /// Changing it (like `routes` and `rollout`) creates no revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficTarget>,
+    /// Shift the latest revision's share to a new revision gradually, and roll back on errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+impl FunctionSpec {
+    /// The part of the spec a revision captures: everything but the routing (`routes`, `traffic`, `rollout`).
+    pub fn revision_config(&self) -> FunctionSpec {
+        FunctionSpec { routes: Vec::new(), traffic: Vec::new(), rollout: None, ..self.clone() }
+    }
 }
 
 /// Building the component from source.
@@ -193,14 +208,6 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Longest accepted `spec.scaling.queueTimeout`.
 pub const MAX_QUEUE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 impl Function {
     /// Checks the rules serde cannot express. Parsing functions call it; call it after building a value by hand.
     pub fn validate(&self) -> Result<(), ManifestError> {
@@ -303,6 +310,6 @@ impl Function {
                 return Err(ManifestError::invalid(field, format!("`{}` is listed twice", r.path)));
             }
         }
-        Ok(())
+        self.validate_traffic()
     }
 }

@@ -93,3 +93,58 @@ fn an_image_or_a_pinned_record_of_one() {
     let err = Function::from_yaml(&with_spec("  image: \"a b\"\n")).unwrap_err().to_string();
     assert!(err.contains("not an image reference"), "{err}");
 }
+
+#[test]
+fn traffic_splits_tags_and_rollouts() {
+    let ok = Function::from_yaml(&with_spec(
+        "  component: a.wasm\n  traffic:\n    - {revisionName: hello-1, percent: 90}\n    - {latestRevision: true, percent: 10, tag: canary}\n  rollout: {duration: 5m}\n",
+    ))
+    .unwrap();
+    assert_eq!(ok.spec.traffic[1], TrafficTarget { tag: Some("canary".into()), ..TrafficTarget::latest(10) });
+    assert_eq!(ok.spec.rollout.as_ref().unwrap().steps, 5);
+    assert_eq!(ok.spec.revision_config().traffic, vec![]);
+
+    let err = |traffic: &str| {
+        Function::from_yaml(&with_spec(&format!("  component: a.wasm\n  traffic:\n{traffic}"))).unwrap_err().to_string()
+    };
+    let e = err("    - {revisionName: hello-1, percent: 80}\n    - {latestRevision: true, percent: 10}\n");
+    assert!(e.contains("spec.traffic") && e.contains("add up to 90") && e.contains("hello-1=80"), "{e}");
+    let e = err("    - {revisionName: hello-1, percent: 50, tag: a}\n    - {latestRevision: true, percent: 50, tag: a}\n");
+    assert!(e.contains("spec.traffic[1].tag") && e.contains("tag `a` is used twice"), "{e}");
+    let e = err("    - {revisionName: other-1, percent: 100}\n");
+    assert!(e.contains("spec.traffic[0].revisionName") && e.contains("not a revision name of hello"), "{e}");
+    let e = err("    - {revisionName: hello-01, percent: 100}\n");
+    assert!(e.contains("revisionName"), "{e}");
+    let e = err("    - {percent: 100}\n");
+    assert!(e.contains("spec.traffic[0]") && e.contains("latestRevision"), "{e}");
+    let e = err("    - {revisionName: hello-1, latestRevision: true, percent: 100}\n");
+    assert!(e.contains("not both"), "{e}");
+    let e = err("    - {latestRevision: true, percent: 100, tag: Canary}\n");
+    assert!(e.contains("spec.traffic[0].tag"), "{e}");
+    let e = err("    - {latestRevision: true, percent: 100, weight: 3}\n");
+    assert!(e.contains("weight"), "{e}");
+
+    let e = Function::from_yaml(&with_spec(
+        "  component: a.wasm\n  traffic: [{revisionName: hello-1, percent: 100}]\n  rollout: {duration: 1m}\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("spec.rollout") && e.contains("latestRevision"), "{e}");
+    let e = Function::from_yaml(&with_spec("  component: a.wasm\n  rollout: {duration: 1m, maxErrorRate: 5}\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("spec.rollout.maxErrorRate"), "{e}");
+    let e = Function::from_yaml(&with_spec("  component: a.wasm\n  rollout: {steps: 0, duration: 1m}\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("spec.rollout.steps"), "{e}");
+}
+
+#[test]
+fn revision_names() {
+    let f = Function::new("default", "hello", "a.wasm");
+    assert_eq!(f.revision_generation("hello-12"), Some(12));
+    for bad in ["hello-0", "hello-", "hello", "hello-x", "hello-+1", "hellox-1", "hello-007"] {
+        assert_eq!(f.revision_generation(bad), None, "{bad}");
+    }
+}
