@@ -1,4 +1,5 @@
-//! The admin API (JSON): deploy, list, get, delete, component upload, health and metrics.
+//! The admin API (JSON): deploy, list, get, delete, component upload, revisions, traffic and rollback,
+//! health and metrics.
 
 use crate::Error;
 use crate::node::Node;
@@ -20,7 +21,12 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 fn deploy_error(e: Error) -> Response {
-    let status = if e.is_client_error() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let status = match &e {
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        e if e.is_client_error() => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
     let mut resp = error(status, e.to_string());
     if let Ok(v) = e.kind().parse() {
         resp.headers_mut().insert("x-wasmfn-error", v);
@@ -33,6 +39,9 @@ pub(crate) fn router(node: Node) -> Router {
     let api = Router::new()
         .route("/v1/functions", get(list).post(deploy).put(deploy))
         .route("/v1/functions/{namespace}/{name}", get(get_one).delete(delete))
+        .route("/v1/functions/{namespace}/{name}/revisions", get(revisions))
+        .route("/v1/functions/{namespace}/{name}/traffic", axum::routing::put(traffic))
+        .route("/v1/functions/{namespace}/{name}/rollback", post(rollback))
         .route("/v1/components", post(upload))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .layer(axum::middleware::from_fn(move |headers: HeaderMap, req, next: axum::middleware::Next| {
@@ -117,6 +126,54 @@ async fn upload(State(node): State<Node>, body: Bytes) -> Response {
         Ok(digest) => {
             (StatusCode::CREATED, axum::Json(json!({ "digest": digest.to_string(), "size": size }))).into_response()
         }
+        Err(e) => deploy_error(e),
+    }
+}
+
+async fn revisions(State(node): State<Node>, Path((namespace, name)): Path<(String, String)>) -> Response {
+    match node.revisions(&namespace, &name) {
+        Ok(r) => axum::Json(json!({ "revisions": r })).into_response(),
+        Err(e) => deploy_error(e),
+    }
+}
+
+/// Body of `PUT …/traffic`: the new `spec.traffic`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrafficBody {
+    traffic: Vec<wasmfn_api::TrafficTarget>,
+}
+
+/// Body: `{"traffic": [{"revisionName": "hello-1", "percent": 90}, {"latestRevision": true, "percent": 10}]}`.
+async fn traffic(State(node): State<Node>, Path((namespace, name)): Path<(String, String)>, body: Bytes) -> Response {
+    let body: TrafficBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid traffic: {e}")),
+    };
+    match node.set_traffic(&namespace, &name, body.traffic).await {
+        Ok(info) => axum::Json(info).into_response(),
+        Err(e) => deploy_error(e),
+    }
+}
+
+/// Body: empty, or `{"revision": "hello-1"}` to name the revision to go back (or forward) to.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    revision: Option<String>,
+}
+
+async fn rollback(State(node): State<Node>, Path((namespace, name)): Path<(String, String)>, body: Bytes) -> Response {
+    let body: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid rollback request: {e}")),
+        }
+    };
+    match node.rollback(&namespace, &name, body.revision.as_deref()).await {
+        Ok(info) => axum::Json(info).into_response(),
         Err(e) => deploy_error(e),
     }
 }

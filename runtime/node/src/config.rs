@@ -39,6 +39,8 @@ pub struct NodeConfig {
     /// deleted once they have been unreferenced this long.
     #[serde(with = "humantime_serde")]
     pub gc_grace: Duration,
+    /// Revisions kept per function besides those the traffic, a rollout or the ready revision need.
+    pub revision_history: usize,
 }
 
 /// How the node reaches OCI registries.
@@ -90,6 +92,7 @@ impl Default for NodeConfig {
             guest_log: GuestLogConfig::default(),
             registry: RegistryConfig::default(),
             gc_grace: Duration::from_secs(3600),
+            revision_history: 10,
         }
     }
 }
@@ -143,6 +146,9 @@ impl NodeConfig {
 
     /// Checks the rules between fields; `Node::start` calls it.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.revision_history == 0 {
+            return Err(ConfigError::Invalid("revision-history must be at least 1".into()));
+        }
         if self.pool.instances == 0 {
             return Err(ConfigError::Invalid("pool.instances must be above zero".into()));
         }

@@ -204,12 +204,14 @@ pub(crate) struct Revision {
     /// `<name>-<generation>`.
     pub(crate) name: String,
     pub(crate) generation: u64,
-    /// The manifest, with `spec.component` pinned to the digest.
+    /// The manifest it captured: `spec.component` pinned to the digest, no routing fields.
     pub(crate) function: Function,
     pub(crate) digest: Digest,
     pub(crate) created: SystemTime,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) stats: Arc<FunctionStats>,
+    /// What this revision answered (the function's `stats` count over all its revisions).
+    pub(crate) counters: crate::counters::RevisionCounters,
     slots: Option<Arc<Semaphore>>,
     code: ArcSwapOption<Loaded>,
     load_lock: tokio::sync::Mutex<()>,
@@ -235,6 +237,7 @@ impl Revision {
             digest,
             created,
             stats,
+            counters: Default::default(),
             slots,
             code: ArcSwapOption::empty(),
             load_lock: tokio::sync::Mutex::new(()),

@@ -66,7 +66,9 @@ pub(crate) async fn handle(node: Node, req: Request<Incoming>) -> Response<Respo
     let mut resp = serve(&node, &revision, req, routed.strip, id.clone()).await;
     let stats = &revision.stats;
     stats.count(resp.status().as_u16());
-    stats.latency.observe(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    stats.latency.observe(elapsed.as_secs_f64());
+    revision.counters.record(resp.status().as_u16(), elapsed);
     revision.touch();
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&revision.name) {

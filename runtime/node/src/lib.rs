@@ -16,13 +16,16 @@ mod admin;
 mod aot;
 mod blobs;
 mod config;
+mod counters;
 mod engine;
 mod function;
 mod host;
 mod ingress;
 mod metrics;
 mod node;
+mod revisions;
 mod server;
+mod service;
 mod table;
 mod validate;
 
@@ -31,6 +34,8 @@ pub use config::{ConfigError, GuestLogConfig, NodeConfig, PoolConfig, RegistryCo
 pub use engine::AllocatorKind;
 pub use host::MemoryLimitExceeded;
 pub use node::{Deployed, FunctionInfo, Node};
+pub use revisions::{RolloutStatus, TrafficStatus};
+pub use service::RevisionInfo;
 pub use server::Listeners;
 pub use validate::check_component;
 
@@ -119,6 +124,12 @@ pub enum Error {
     /// The engine could not be built or a task failed.
     #[error("engine: {0}")]
     Engine(String),
+    /// No function of that name.
+    #[error("function {0} not found")]
+    NotFound(String),
+    /// The operation does not apply to the function's current state (a rollback with nothing to go back to).
+    #[error("{0}")]
+    Conflict(String),
     /// Pulling `spec.image` failed (not found, unauthorized, unreachable, digest mismatch, media type).
     #[error("image: {0}")]
     Image(#[from] wasmfn_oci::Error),
@@ -157,6 +168,8 @@ impl Error {
             Error::Table(_) => "table",
             Error::Config(_) => "config",
             Error::Engine(_) => "engine",
+            Error::NotFound(_) => "not-found",
+            Error::Conflict(_) => "conflict",
             Error::Image(e) => match e.kind() {
                 "not-found" => "image-not-found",
                 "unauthorized" => "image-unauthorized",

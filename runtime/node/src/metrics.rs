@@ -23,6 +23,14 @@ pub(crate) struct StatusLabels {
     pub code: u16,
 }
 
+/// Labels of the rollout outcome counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RolloutLabels {
+    pub namespace: String,
+    pub function: String,
+    pub outcome: &'static str,
+}
+
 /// Labels of the allocator info series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct AllocatorLabels {
@@ -54,6 +62,7 @@ pub(crate) struct Metrics {
     pub queued: Family<FnLabels, Gauge>,
     pub in_flight: Family<FnLabels, Gauge>,
     pub guest_log_dropped: Family<FnLabels, Counter>,
+    pub rollouts: Family<RolloutLabels, Counter>,
     pub compile_seconds: Histogram,
     pub aot_hits: Counter,
     pub aot_misses: Counter,
@@ -78,6 +87,7 @@ impl Metrics {
             queued: Family::default(),
             in_flight: Family::default(),
             guest_log_dropped: Family::default(),
+            rollouts: Family::default(),
             compile_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
             aot_hits: Counter::default(),
             aot_misses: Counter::default(),
@@ -104,6 +114,7 @@ impl Metrics {
             "Guest output lines dropped by the rate limit",
             m.guest_log_dropped.clone(),
         );
+        r.register("rollouts", "Rollouts ended, by outcome (succeeded, rolled-back)", m.rollouts.clone());
         r.register("compile_duration_seconds", "Time to compile a component to native code", m.compile_seconds.clone());
         r.register("aot_cache_hits", "Compiled components loaded from the on-disk AOT cache", m.aot_hits.clone());
         r.register("aot_cache_misses", "Compiled components not in the AOT cache (compiled)", m.aot_misses.clone());

@@ -6,6 +6,8 @@ use crate::blobs::{Blobs, Digest, write_atomic};
 use crate::config::NodeConfig;
 use crate::engine::{self, AllocatorKind, EpochTicker};
 use crate::function::{Code, FunctionStats, Loaded, Revision};
+use crate::revisions::{RolloutStatus, TrafficStatus};
+use crate::service::{RolloutState, Service, State};
 use crate::host::Host;
 use crate::metrics::{AllocatorLabels, Metrics};
 use crate::table::{Persisted, Table};
@@ -32,12 +34,19 @@ pub struct FunctionInfo {
     pub namespace: String,
     /// Name.
     pub name: String,
-    /// Current revision, `<name>-<n>`.
+    /// The newest revision, `<name>-<n>`.
     pub revision: String,
-    /// The component's digest.
+    /// The revision `latestRevision: true` resolves to (the newest, unless a rollout or rollback holds it back).
+    pub latest_ready_revision: String,
+    /// The newest revision's component digest.
     pub digest: String,
-    /// When the revision was created (RFC 3339).
+    /// When the newest revision was created (RFC 3339).
     pub created: String,
+    /// How requests split now, with the URL of each tag.
+    pub traffic: Vec<TrafficStatus>,
+    /// The rollout in progress, or how the last one ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
     /// Where the function answers (host form, then path form).
     pub urls: Vec<String>,
     /// Requests running now.
@@ -54,7 +63,7 @@ pub struct FunctionInfo {
     pub loaded: bool,
     /// The last error a request of this function hit.
     pub last_error: Option<String>,
-    /// The spec, with `component` pinned to the digest.
+    /// The applied spec, with `component` pinned to the digest.
     pub spec: FunctionSpec,
 }
 
@@ -79,7 +88,7 @@ pub(crate) struct Shared {
     loading: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
     pub(crate) table: ArcSwap<Table>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
-    deploy_lock: tokio::sync::Mutex<()>,
+    pub(crate) deploy_lock: tokio::sync::Mutex<()>,
     registry: wasmfn_oci::Registry,
     /// One download at a time per layer digest; concurrent deploys of one image then find it in the store.
     pulling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -164,30 +173,58 @@ impl Node {
         let persisted: Persisted =
             serde_json::from_str(&text).map_err(|e| Error::Table(format!("{}: {e}", path.display())))?;
         let mut functions = std::collections::BTreeMap::new();
-        for record in persisted.functions {
+        for mut record in persisted.functions {
             let key = record.function.key();
-            let Some(digest) = record.function.spec.component.as_deref().and_then(Digest::parse) else {
-                return Err(Error::Table(format!("{}: {key} has no component digest", path.display())));
-            };
-            // Kept even when its blob is unreadable now (a volume not mounted yet): its requests fail with the
-            // reason, and the next write of the table does not silently drop it.
-            if !self.shared.blobs.path(&digest).exists() {
-                tracing::error!(function = %key, %digest, "restored function's component is not in the store");
+            if record.revisions.is_empty()
+                && let Some(generation) = record.generation
+            {
+                // The format before revisions were kept: the function was its only revision.
+                record.revisions.push(crate::table::PersistedRevision {
+                    generation,
+                    created: record.created.unwrap_or_else(SystemTime::now),
+                    function: Function { spec: record.function.spec.revision_config(), ..record.function.clone() },
+                });
+                (record.latest, record.ready) = (generation, generation);
             }
             let stats = self.stats_for(&record.function);
-            let revision =
-                Revision::new(record.function, digest, record.generation, record.created, stats, self.shared.epoch);
-            functions.insert(key, Arc::new(revision));
+            let mut revisions = Vec::new();
+            for r in record.revisions {
+                let Some(digest) = r.function.spec.component.as_deref().and_then(Digest::parse) else {
+                    return Err(Error::Table(format!("{}: {key} has no component digest", path.display())));
+                };
+                // Kept even when its blob is unreadable now (a volume not mounted yet): its requests fail with
+                // the reason, and the next write of the table does not silently drop it.
+                if !self.shared.blobs.path(&digest).exists() {
+                    tracing::error!(function = %key, %digest, "restored revision's component is not in the store");
+                }
+                let rev = Revision::new(r.function, digest, r.generation, r.created, stats.clone(), self.shared.epoch);
+                revisions.push(Arc::new(rev));
+            }
+            let state = State {
+                function: record.function,
+                revisions,
+                latest: record.latest,
+                ready: record.ready,
+                rollout: record.rollout,
+                outcome: record.outcome,
+                failed: record.failed,
+            };
+            let service = Service::new(state).map_err(|e| Error::Table(format!("{}: {key}: {e}", path.display())))?;
+            functions.insert(key, Arc::new(service));
         }
         tracing::info!(functions = functions.len(), "restored function table");
         self.shared.metrics.functions.set(functions.len() as i64);
-        self.shared.table.store(Arc::new(Table::from_functions(functions)));
+        let table = Table::from_functions(functions);
+        self.restore_counters(&table);
+        self.shared.table.store(Arc::new(table));
         Ok(())
     }
 
     /// Compiles every restored component missing from the AOT cache, then reports ready.
     pub(crate) async fn warm_up(&self) {
-        let digests: Vec<Digest> = self.shared.table.load().functions.values().map(|r| r.digest).collect();
+        let mut digests: Vec<Digest> =
+            self.shared.table.load().functions.values().flat_map(|s| s.routed().map(|r| r.digest)).collect();
+        digests.dedup();
         for digest in digests {
             if self.shared.aot.contains(&digest) {
                 continue;
@@ -355,24 +392,33 @@ impl Node {
         };
         function.spec.component = Some(digest.to_string());
 
+        // A change of artifact or configuration makes a revision; a change of routing alone does not.
+        let captured = Function { spec: function.spec.revision_config(), ..function.clone() };
         let current = self.shared.table.load().functions.get(&key).cloned();
         if let Some(cur) = &current
-            && cur.digest == digest
-            && cur.function == function
+            && cur.state.function == function
+            && cur.latest().function == captured
         {
             return Ok(Deployed { function: self.info(cur), changed: false });
         }
-        let node = self.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            if let Some(b) = &bytes {
-                node.shared.blobs.put(b)?;
-            } else if !node.shared.blobs.path(&digest).exists() {
-                return Err(Error::UnknownComponent(digest.to_string()));
-            }
-            node.load_blocking(digest, bytes)
-        })
-        .await
-        .map_err(|e| Error::Engine(format!("deploy task failed: {e}")))??;
+        let new_revision = current.as_ref().is_none_or(|s| s.latest().function != captured);
+        let loaded = if new_revision {
+            let node = self.clone();
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    if let Some(b) = &bytes {
+                        node.shared.blobs.put(b)?;
+                    } else if !node.shared.blobs.path(&digest).exists() {
+                        return Err(Error::UnknownComponent(digest.to_string()));
+                    }
+                    node.load_blocking(digest, bytes)
+                })
+                .await
+                .map_err(|e| Error::Engine(format!("deploy task failed: {e}")))??,
+            )
+        } else {
+            None
+        };
 
         let _guard = self.shared.deploy_lock.lock().await;
         let table = self.shared.table.load_full();
@@ -385,17 +431,57 @@ impl Node {
                 message: format!("route `{path}` is already served by {owner}"),
             });
         }
-        let generation = table.functions.get(&key).map_or(1, |r| r.generation + 1);
-        let stats = self.stats_for(&function);
-        let revision =
-            Arc::new(Revision::new(function, digest, generation, SystemTime::now(), stats, self.shared.epoch));
-        revision.install(loaded);
-        let next = table.with(revision.clone());
+        let mut state = match table.functions.get(&key) {
+            Some(s) => State { function: function.clone(), ..s.state.clone() },
+            None => State {
+                function: function.clone(),
+                revisions: Vec::new(),
+                latest: 0,
+                ready: 0,
+                rollout: None,
+                outcome: None,
+                failed: Default::default(),
+            },
+        };
+        if let Some(loaded) = loaded {
+            let generation = state.latest + 1;
+            let stats = self.stats_for(&function);
+            let revision =
+                Arc::new(Revision::new(captured, digest, generation, SystemTime::now(), stats, self.shared.epoch));
+            revision.install(loaded);
+            state.revisions.push(revision);
+            state.latest = generation;
+            if let Some(old) = state.rollout.take() {
+                let reason = format!("{} was deployed during the rollout", state.name_of(generation));
+                state.outcome = Some(crate::revisions::outcome(&old, "Cancelled", reason));
+            }
+            if function.spec.rollout.is_some() && state.revision(state.ready).is_some() {
+                tracing::info!(function = %key, from = %state.name_of(state.ready), to = %state.name_of(generation), "rollout started");
+                state.rollout = Some(RolloutState { from: state.ready, to: generation, step: 1, started: SystemTime::now() });
+            } else {
+                state.ready = generation;
+            }
+        }
+        let service = self.commit(&table, state).await?;
+        let l = service.latest();
+        tracing::info!(function = %key, revision = %l.name, digest = %l.digest, new_revision, "deployed");
+        Ok(Deployed { function: self.info(&service), changed: true })
+    }
+
+    /// Prunes old revisions, resolves the traffic (rejecting unknown revisions and clashing tags), persists and
+    /// swaps in the table with the new state. Call with the deploy lock held.
+    pub(crate) async fn commit(&self, table: &Table, mut state: State) -> Result<Arc<Service>, Error> {
+        state.prune(self.shared.config.revision_history);
+        let service = Service::new(state)?;
+        if let Some((field, message)) = table.tag_conflict(&service) {
+            return Err(Error::Rejected { field, message });
+        }
+        let service = Arc::new(service);
+        let next = table.with(service.clone());
         self.persist(&next).await?;
         self.shared.metrics.functions.set(next.functions.len() as i64);
         self.shared.table.store(Arc::new(next));
-        tracing::info!(function = %key, revision = %revision.name, %digest, "deployed");
-        Ok(Deployed { function: self.info(&revision), changed: true })
+        Ok(service)
     }
 
     /// Removes a function; in-flight requests finish. Returns whether it existed.
@@ -413,6 +499,8 @@ impl Node {
         if let Some(stats) = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
             stats.unregister();
         }
+        // A function created again under this name starts its revisions and counters from zero.
+        self.save_counters().await;
         tracing::info!(function = %key, "removed");
         Ok(true)
     }
@@ -428,12 +516,12 @@ impl Node {
 
     /// Every function in the table.
     pub fn list(&self) -> Vec<FunctionInfo> {
-        self.shared.table.load().functions.values().map(|r| self.info(r)).collect()
+        self.shared.table.load().functions.values().map(|s| self.info(s)).collect()
     }
 
     /// One function.
     pub fn get(&self, namespace: &str, name: &str) -> Option<FunctionInfo> {
-        self.shared.table.load().functions.get(&format!("{namespace}/{name}")).map(|r| self.info(r))
+        self.shared.table.load().functions.get(&format!("{namespace}/{name}")).map(|s| self.info(s))
     }
 
     /// Where a function answers: `http://<name>.<namespace>.<domain>:<port>/` and `http://<addr>/<ns>/<name>/`.
@@ -446,24 +534,28 @@ impl Node {
         ]
     }
 
-    fn info(&self, r: &Revision) -> FunctionInfo {
-        let meta = &r.function.metadata;
+    pub(crate) fn info(&self, service: &Service) -> FunctionInfo {
+        let r = service.latest();
+        let meta = &service.state.function.metadata;
         let s = &r.stats;
         FunctionInfo {
             namespace: meta.namespace.clone(),
             name: meta.name.clone(),
             revision: r.name.clone(),
+            latest_ready_revision: service.state.name_of(service.state.ready),
             digest: r.digest.to_string(),
             created: humantime::format_rfc3339_seconds(r.created).to_string(),
+            traffic: self.traffic_status(service),
+            rollout: self.rollout_status(service),
             urls: self.urls(&meta.namespace, &meta.name),
             in_flight: s.in_flight.get(),
             queued: s.queued.get(),
             requests: s.total(),
             cold_starts: s.cold.get(),
             warm_starts: s.warm.load(Ordering::Relaxed),
-            loaded: r.loaded().is_some(),
+            loaded: service.state.revisions.iter().any(|r| r.loaded().is_some()),
             last_error: s.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            spec: r.function.spec.clone(),
+            spec: service.state.function.spec.clone(),
         }
     }
 
@@ -474,7 +566,7 @@ impl Node {
         let grace = self.shared.config.gc_grace;
         let data_dir = &self.shared.config.data_dir;
         let mut keep: std::collections::HashSet<String> =
-            self.shared.table.load().functions.values().map(|r| r.digest.to_string()).collect();
+            self.shared.table.load().functions.values().flat_map(|s| s.state.revisions.iter().map(|r| r.digest.to_string())).collect();
         // A damaged index keeps everything rather than deleting what it may name.
         keep.extend(wasmfn_oci::Layout::open(data_dir)?.referenced()?);
         let dir = data_dir.join("blobs").join("sha256");
@@ -527,7 +619,7 @@ impl Node {
         loop {
             interval.tick().await;
             let evicted: Vec<_> =
-                self.shared.table.load().functions.values().filter_map(|r| r.evict_if_idle(ttl)).collect();
+                self.shared.table.load().functions.values().flat_map(|s| s.state.revisions.iter().filter_map(|r| r.evict_if_idle(ttl)).collect::<Vec<_>>()).collect();
             if !evicted.is_empty() {
                 let _ = tokio::task::spawn_blocking(move || drop(evicted)).await;
             }

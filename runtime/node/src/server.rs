@@ -41,6 +41,8 @@ impl Node {
     pub async fn serve(&self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let reaper = tokio::spawn(self.clone().reap_idle());
         let collector = tokio::spawn(self.clone().collect_garbage_periodically());
+        let rollouts = tokio::spawn(self.clone().drive_rollouts());
+        let counters = tokio::spawn(self.clone().save_counters_periodically());
         let warm = tokio::spawn({
             let node = self.clone();
             async move { node.warm_up().await }
@@ -102,6 +104,9 @@ impl Node {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin).await;
         reaper.abort();
         collector.abort();
+        rollouts.abort();
+        counters.abort();
+        self.save_counters().await;
         warm.abort();
         tracing::info!("stopped");
         Ok(())

@@ -1,7 +1,9 @@
-//! The function table: which revision serves each function and route, swapped atomically on every change
-//! and persisted to `<data>/functions.json` so a restarted node serves the same functions at once.
+//! The function table: which services (functions with their revisions) serve each name and route, swapped
+//! atomically on every change and persisted to `<data>/functions.json` so a restarted node serves the same
+//! revisions, splits and rollouts at once.
 
 use crate::function::Revision;
+use crate::service::{RolloutOutcome, RolloutState, Service};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,9 +13,9 @@ use wasmfn_api::Function;
 /// An immutable snapshot; requests route through the snapshot they loaded.
 #[derive(Default, Clone)]
 pub(crate) struct Table {
-    pub(crate) functions: BTreeMap<String, Arc<Revision>>,
+    pub(crate) functions: BTreeMap<String, Arc<Service>>,
     /// Extra path prefixes, longest first.
-    routes: Vec<(String, Arc<Revision>)>,
+    routes: Vec<(String, Arc<Service>)>,
 }
 
 /// Where a request goes and how much of its path to strip.
@@ -23,9 +25,9 @@ pub(crate) struct Routed {
 }
 
 impl Table {
-    pub(crate) fn with(&self, revision: Arc<Revision>) -> Table {
+    pub(crate) fn with(&self, service: Arc<Service>) -> Table {
         let mut functions = self.functions.clone();
-        functions.insert(revision.key(), revision);
+        functions.insert(service.state.function.key(), service);
         Table::from_functions(functions)
     }
 
@@ -35,15 +37,16 @@ impl Table {
         Table::from_functions(functions)
     }
 
-    pub(crate) fn from_functions(functions: BTreeMap<String, Arc<Revision>>) -> Table {
-        let mut routes: Vec<(String, Arc<Revision>)> = functions
+    pub(crate) fn from_functions(functions: BTreeMap<String, Arc<Service>>) -> Table {
+        let mut routes: Vec<(String, Arc<Service>)> = functions
             .values()
-            .flat_map(|r| {
-                r.function
+            .flat_map(|s| {
+                s.state
+                    .function
                     .spec
                     .routes
                     .iter()
-                    .map(move |route| (route.path.trim_end_matches('/').to_string(), r.clone()))
+                    .map(move |route| (route.path.trim_end_matches('/').to_string(), s.clone()))
             })
             .collect();
         routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
@@ -53,11 +56,45 @@ impl Table {
     /// The function that already claims `path` as a route, other than `key`.
     pub(crate) fn route_owner(&self, path: &str, key: &str) -> Option<String> {
         let path = path.trim_end_matches('/');
-        self.routes.iter().find(|(p, r)| p == path && r.key() != key).map(|(_, r)| r.key())
+        self.routes.iter().find(|(p, s)| p == path && s.state.function.key() != key).map(|(_, s)| s.state.function.key())
     }
 
-    /// Routes by `Host: <function>.<namespace>.<domain>`, then by `/<namespace>/<function>/…`, then by the
-    /// functions' own route prefixes.
+    /// A clash between the tagged names (`<tag>-<name>`) of `service` and the other functions of its namespace,
+    /// either way round: (the field at fault, the message).
+    pub(crate) fn tag_conflict(&self, service: &Service) -> Option<(String, String)> {
+        let f = &service.state.function;
+        let ns = &f.metadata.namespace;
+        for tag in service.tags() {
+            let label = format!("{tag}-{}", f.metadata.name);
+            if self.functions.contains_key(&format!("{ns}/{label}")) {
+                return Some((
+                    "spec.traffic".into(),
+                    format!("tag `{tag}` would answer as `{label}`, which is a function in namespace {ns}"),
+                ));
+            }
+        }
+        self.functions.values().filter(|s| s.state.function.key() != f.key() && s.state.function.metadata.namespace == *ns).find_map(|s| {
+            let other = &s.state.function.metadata.name;
+            s.tags().find(|t| format!("{t}-{other}") == f.metadata.name).map(|t| {
+                ("metadata.name".to_string(), format!("`{}` is the tagged name of {other}'s tag `{t}`", f.metadata.name))
+            })
+        })
+    }
+
+    /// The revision for `<function>` or `<tag>-<function>` in a namespace.
+    fn lookup(&self, namespace: &str, label: &str) -> Option<Arc<Revision>> {
+        if let Some(s) = self.functions.get(&format!("{namespace}/{label}")) {
+            return Some(s.pick().clone());
+        }
+        label.match_indices('-').find_map(|(i, _)| {
+            let s = self.functions.get(&format!("{namespace}/{}", &label[i + 1..]))?;
+            s.tagged(&label[..i]).cloned()
+        })
+    }
+
+    /// Routes by `Host: [<tag>-]<function>.<namespace>.<domain>`, then by `/<namespace>/[<tag>-]<function>/…`,
+    /// then by the functions' own route prefixes. A function is split over its revisions by weight; a tag
+    /// reaches one revision.
     pub(crate) fn route(&self, host: Option<&str>, path: &str, domain: &str) -> Option<Routed> {
         if let Some(host) = host {
             let host = host
@@ -73,21 +110,21 @@ impl Table {
             };
             if let Some(labels) = host.strip_suffix(domain).and_then(|h| h.strip_suffix('.'))
                 && let Some((function, namespace)) = labels.split_once('.')
-                && let Some(r) = self.functions.get(&format!("{namespace}/{function}"))
+                && let Some(revision) = self.lookup(namespace, function)
             {
-                return Some(Routed { revision: r.clone(), strip: 0 });
+                return Some(Routed { revision, strip: 0 });
             }
         }
         let mut parts = path.splitn(4, '/');
         if let (Some(""), Some(namespace), Some(function)) = (parts.next(), parts.next(), parts.next())
-            && let Some(r) = self.functions.get(&format!("{namespace}/{function}"))
+            && let Some(revision) = self.lookup(namespace, function)
         {
-            return Some(Routed { revision: r.clone(), strip: 2 + namespace.len() + function.len() });
+            return Some(Routed { revision, strip: 2 + namespace.len() + function.len() });
         }
         self.routes
             .iter()
             .find(|(prefix, _)| matches_prefix(path, prefix))
-            .map(|(prefix, r)| Routed { revision: r.clone(), strip: prefix.len() })
+            .map(|(prefix, s)| Routed { revision: s.pick().clone(), strip: prefix.len() })
     }
 }
 
@@ -99,17 +136,41 @@ fn matches_prefix(path: &str, prefix: &str) -> bool {
 #[derive(Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Persisted {
-    pub(crate) functions: Vec<PersistedRevision>,
+    pub(crate) functions: Vec<PersistedService>,
 }
 
-/// One function's current revision, as persisted.
+/// One function as persisted: its manifest, revisions and routing state.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PersistedService {
+    /// The applied manifest with `spec.component` pinned to `sha256:…`.
+    pub(crate) function: Function,
+    #[serde(default)]
+    pub(crate) revisions: Vec<PersistedRevision>,
+    #[serde(default)]
+    pub(crate) latest: u64,
+    #[serde(default)]
+    pub(crate) ready: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rollout: Option<RolloutState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) outcome: Option<RolloutOutcome>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) failed: BTreeMap<u64, String>,
+    /// The format before revisions were kept: one revision, this generation and creation time.
+    #[serde(default, skip_serializing)]
+    pub(crate) generation: Option<u64>,
+    #[serde(default, skip_serializing, with = "humantime_serde")]
+    pub(crate) created: Option<SystemTime>,
+}
+
+/// One revision as persisted: the manifest it captured (no routing fields).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct PersistedRevision {
     pub(crate) generation: u64,
     #[serde(with = "humantime_serde")]
     pub(crate) created: SystemTime,
-    /// The manifest with `spec.component` pinned to `sha256:…`.
     pub(crate) function: Function,
 }
 
@@ -119,10 +180,27 @@ impl Persisted {
             functions: table
                 .functions
                 .values()
-                .map(|r| PersistedRevision {
-                    generation: r.generation,
-                    created: r.created,
-                    function: r.function.clone(),
+                .map(|s| {
+                    let st = &s.state;
+                    PersistedService {
+                        function: st.function.clone(),
+                        revisions: st
+                            .revisions
+                            .iter()
+                            .map(|r| PersistedRevision {
+                                generation: r.generation,
+                                created: r.created,
+                                function: r.function.clone(),
+                            })
+                            .collect(),
+                        latest: st.latest,
+                        ready: st.ready,
+                        rollout: st.rollout.clone(),
+                        outcome: st.outcome.clone(),
+                        failed: st.failed.clone(),
+                        generation: None,
+                        created: None,
+                    }
                 })
                 .collect(),
         }
@@ -132,22 +210,118 @@ impl Persisted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::function::FunctionStats;
+    use crate::service::State;
+    use wasmfn_api::TrafficTarget;
+
+    /// A service of `ns/name` with revisions 1..=n, the newest ready.
+    fn state(ns: &str, name: &str, n: u64) -> State {
+        let metrics = crate::metrics::Metrics::new();
+        let f = Function::new(ns, name, &format!("sha256:{}", "a".repeat(64)));
+        let stats = Arc::new(FunctionStats::new(ns, name, &metrics, &Default::default()));
+        let revisions = (1..=n)
+            .map(|g| {
+                let digest = crate::Digest::of(&g.to_le_bytes());
+                let r = Revision::new(f.clone(), digest, g, SystemTime::now(), stats.clone(), std::time::Instant::now());
+                Arc::new(r)
+            })
+            .collect();
+        State {
+            function: f,
+            revisions,
+            latest: n,
+            ready: n,
+            rollout: None,
+            outcome: None,
+            failed: Default::default(),
+        }
+    }
+
+    fn service(state: State) -> Arc<Service> {
+        Arc::new(Service::new(state).unwrap())
+    }
+
+    fn tagged(tag: &str, t: TrafficTarget) -> TrafficTarget {
+        TrafficTarget { tag: Some(tag.into()), ..t }
+    }
 
     #[test]
     fn host_routing_ignores_case_port_and_root_dot() {
-        use crate::function::{FunctionStats, Revision};
-        let metrics = crate::metrics::Metrics::new();
-        let f = wasmfn_api::Function::new("team", "hello", &format!("sha256:{}", "a".repeat(64)));
-        let stats = Arc::new(FunctionStats::new("team", "hello", &metrics, &Default::default()));
-        let digest = crate::Digest::of(b"x");
-        let rev = Revision::new(f, digest, 1, SystemTime::now(), stats, std::time::Instant::now());
-        let table = Table::default().with(Arc::new(rev));
+        let table = Table::default().with(service(state("team", "hello", 1)));
         for host in ["hello.team.fn.test", "Hello.TEAM.fn.test:8080", "hello.team.fn.test.", "[::1]:80"] {
             let routed = table.route(Some(host), "/x", "fn.test");
             assert_eq!(routed.is_some(), !host.starts_with('['), "{host}");
         }
         assert_eq!(table.route(None, "/team/hello/a", "fn.test").unwrap().strip, "/team/hello".len());
         assert!(table.route(None, "/team/hellox/a", "fn.test").is_none());
+    }
+
+    #[test]
+    fn splits_by_weight_and_tags_reach_one_revision() {
+        let mut st = state("default", "hello", 3);
+        st.function.spec.traffic = vec![
+            tagged("stable", TrafficTarget::revision("hello-1", 90)),
+            TrafficTarget::latest(10),
+            tagged("preview", TrafficTarget::revision("hello-2", 0)),
+        ];
+        let table = Table::default().with(service(st));
+        fastrand::seed(7);
+        let mut counts = [0u32; 4];
+        for _ in 0..100_000 {
+            counts[table.route(None, "/default/hello/", "fn.test").unwrap().revision.generation as usize] += 1;
+        }
+        assert_eq!(counts[2], 0);
+        assert!((9_000..=11_000).contains(&counts[3]), "{counts:?}");
+        for _ in 0..100 {
+            let r = table.route(Some("preview-hello.default.fn.test"), "/", "fn.test").unwrap();
+            assert_eq!((r.revision.generation, r.strip), (2, 0));
+            let r = table.route(None, "/default/stable-hello/x", "fn.test").unwrap();
+            assert_eq!((r.revision.generation, r.strip), (1, "/default/stable-hello".len()));
+        }
+        assert!(table.route(None, "/default/nope-hello/x", "fn.test").is_none());
+    }
+
+    #[test]
+    fn rollouts_split_the_latest_share() {
+        let mut st = state("default", "hello", 2);
+        st.ready = 1;
+        st.function.spec.rollout = Some(wasmfn_api::Rollout { steps: 4, ..wasmfn_api::Rollout::over(std::time::Duration::from_secs(60)) });
+        st.function.spec.traffic = vec![tagged("next", TrafficTarget::latest(100))];
+        st.rollout = Some(crate::service::RolloutState { from: 1, to: 2, step: 1, started: SystemTime::now() });
+        let s = service(st);
+        assert_eq!((s.percent_of(1), s.percent_of(2)), (75, 25));
+        assert_eq!(s.tagged("next").unwrap().generation, 2);
+    }
+
+    #[test]
+    fn unknown_revisions_and_clashing_tags_are_rejected() {
+        let mut st = state("default", "hello", 2);
+        st.function.spec.traffic = vec![TrafficTarget::revision("hello-7", 100)];
+        let e = Service::new(st).err().unwrap().to_string();
+        assert!(e.contains("spec.traffic[0].revisionName") && e.contains("hello-7") && e.contains("hello-1, hello-2"), "{e}");
+
+        let table = Table::default().with(service(state("default", "canary-hello", 1)));
+        let mut st = state("default", "hello", 1);
+        st.function.spec.traffic = vec![tagged("canary", TrafficTarget::latest(100))];
+        let hello = service(st);
+        let (field, e) = table.tag_conflict(&hello).unwrap();
+        assert!(field == "spec.traffic" && e.contains("canary-hello"), "{e}");
+        let table = Table::default().with(hello);
+        let (field, e) = table.tag_conflict(&service(state("default", "canary-hello", 1))).unwrap();
+        assert!(field == "metadata.name" && e.contains("tag `canary`"), "{e}");
+        assert!(table.tag_conflict(&service(state("other", "canary-hello", 1))).is_none());
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_the_referenced() {
+        let mut st = state("default", "hello", 6);
+        st.function.spec.traffic = vec![TrafficTarget::revision("hello-1", 50), TrafficTarget::latest(50)];
+        st.ready = 4;
+        st.failed.insert(2, "bad".into());
+        st.prune(2);
+        let kept: Vec<u64> = st.revisions.iter().map(|r| r.generation).collect();
+        assert_eq!(kept, [1, 4, 5, 6]);
+        assert!(st.failed.is_empty());
     }
 
     #[test]
