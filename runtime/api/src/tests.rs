@@ -109,7 +109,8 @@ fn traffic_splits_tags_and_rollouts() {
     };
     let e = err("    - {revisionName: hello-1, percent: 80}\n    - {latestRevision: true, percent: 10}\n");
     assert!(e.contains("spec.traffic") && e.contains("add up to 90") && e.contains("hello-1=80"), "{e}");
-    let e = err("    - {revisionName: hello-1, percent: 50, tag: a}\n    - {latestRevision: true, percent: 50, tag: a}\n");
+    let e =
+        err("    - {revisionName: hello-1, percent: 50, tag: a}\n    - {latestRevision: true, percent: 50, tag: a}\n");
     assert!(e.contains("spec.traffic[1].tag") && e.contains("tag `a` is used twice"), "{e}");
     let e = err("    - {revisionName: other-1, percent: 100}\n");
     assert!(e.contains("spec.traffic[0].revisionName") && e.contains("not a revision name of hello"), "{e}");

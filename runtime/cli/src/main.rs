@@ -4,7 +4,9 @@
 //!   bare `.wasm` files, prints their URLs and redeploys a function when its files change.
 //! - `wasmfn serve --config node.toml` runs the node daemon; functions are deployed through its admin API.
 //! - `wasmfn new NAME --lang rust|js|python` scaffolds a function; `wasmfn build [DIR]` builds its component.
+//! - `wasmfn revisions|traffic|rollback NAME` inspect and steer a function's revisions on a running node.
 
+mod admin;
 mod build;
 mod oci;
 mod up;
@@ -141,6 +143,39 @@ enum Command {
         #[command(flatten)]
         registry: oci::RegistryArgs,
     },
+    /// List a function's revisions: traffic share, tags, requests, errors, p50/p99 latency, digest.
+    Revisions {
+        /// The function.
+        name: String,
+        /// Print the admin API's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// Split a function's traffic: `wasmfn traffic hello hello-2=90 hello-3=10` (`@latest=N` follows the
+    /// latest revision); without splits, show the current split.
+    Traffic {
+        /// The function.
+        name: String,
+        /// `REVISION=PERCENT`, adding up to 100.
+        splits: Vec<String>,
+        /// `REVISION=TAG`: the revision also answers on `<tag>-<name>.<namespace>.<domain>`; repeatable.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// Stop a rollout, or send the latest traffic back to the previous revision (or to `--to`).
+    Rollback {
+        /// The function.
+        name: String,
+        /// The revision to go to.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
     /// Run the node daemon.
     Serve {
         /// Node config (TOML); defaults apply to absent keys.
@@ -192,6 +227,9 @@ fn main() -> anyhow::Result<()> {
                 let data_dir = data_dir.unwrap_or_else(default_data_dir);
                 oci::pull(&reference, output.as_deref(), &data_dir, &registry).await
             }
+            Command::Revisions { name, json, admin } => admin::revisions(&name, &admin, json).await,
+            Command::Traffic { name, splits, tags, admin } => admin::traffic(&name, &splits, &tags, &admin).await,
+            Command::Rollback { name, to, admin } => admin::rollback(&name, to.as_deref(), &admin).await,
             Command::New { .. } | Command::Build { .. } => unreachable!("handled above"),
         }
     })

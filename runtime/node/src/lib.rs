@@ -35,8 +35,8 @@ pub use engine::AllocatorKind;
 pub use host::MemoryLimitExceeded;
 pub use node::{Deployed, FunctionInfo, Node};
 pub use revisions::{RolloutStatus, TrafficStatus};
-pub use service::RevisionInfo;
 pub use server::Listeners;
+pub use service::RevisionInfo;
 pub use validate::check_component;
 
 use std::path::{Path, PathBuf};

@@ -6,10 +6,10 @@ use crate::blobs::{Blobs, Digest, write_atomic};
 use crate::config::NodeConfig;
 use crate::engine::{self, AllocatorKind, EpochTicker};
 use crate::function::{Code, FunctionStats, Loaded, Revision};
-use crate::revisions::{RolloutStatus, TrafficStatus};
-use crate::service::{RolloutState, Service, State};
 use crate::host::Host;
 use crate::metrics::{AllocatorLabels, Metrics};
+use crate::revisions::{RolloutStatus, TrafficStatus};
+use crate::service::{RolloutState, Service, State};
 use crate::table::{Persisted, Table};
 use crate::{Error, validate};
 use arc_swap::ArcSwap;
@@ -457,7 +457,8 @@ impl Node {
             }
             if function.spec.rollout.is_some() && state.revision(state.ready).is_some() {
                 tracing::info!(function = %key, from = %state.name_of(state.ready), to = %state.name_of(generation), "rollout started");
-                state.rollout = Some(RolloutState { from: state.ready, to: generation, step: 1, started: SystemTime::now() });
+                state.rollout =
+                    Some(RolloutState { from: state.ready, to: generation, step: 1, started: SystemTime::now() });
             } else {
                 state.ready = generation;
             }
@@ -565,8 +566,14 @@ impl Node {
     fn collect_garbage(&self) -> Result<usize, Error> {
         let grace = self.shared.config.gc_grace;
         let data_dir = &self.shared.config.data_dir;
-        let mut keep: std::collections::HashSet<String> =
-            self.shared.table.load().functions.values().flat_map(|s| s.state.revisions.iter().map(|r| r.digest.to_string())).collect();
+        let mut keep: std::collections::HashSet<String> = self
+            .shared
+            .table
+            .load()
+            .functions
+            .values()
+            .flat_map(|s| s.state.revisions.iter().map(|r| r.digest.to_string()))
+            .collect();
         // A damaged index keeps everything rather than deleting what it may name.
         keep.extend(wasmfn_oci::Layout::open(data_dir)?.referenced()?);
         let dir = data_dir.join("blobs").join("sha256");
@@ -618,8 +625,14 @@ impl Node {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let evicted: Vec<_> =
-                self.shared.table.load().functions.values().flat_map(|s| s.state.revisions.iter().filter_map(|r| r.evict_if_idle(ttl)).collect::<Vec<_>>()).collect();
+            let evicted: Vec<_> = self
+                .shared
+                .table
+                .load()
+                .functions
+                .values()
+                .flat_map(|s| s.state.revisions.iter().filter_map(|r| r.evict_if_idle(ttl)).collect::<Vec<_>>())
+                .collect();
             if !evicted.is_empty() {
                 let _ = tokio::task::spawn_blocking(move || drop(evicted)).await;
             }

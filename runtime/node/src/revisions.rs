@@ -2,13 +2,13 @@
 //! traffic over to a new revision (or rolls it back on errors), and the per-revision counters kept across
 //! restarts.
 
+use crate::Error;
 use crate::blobs::write_atomic;
 use crate::counters::SavedCounters;
 use crate::metrics::RolloutLabels;
 use crate::node::{FunctionInfo, Node};
 use crate::service::{RevisionInfo, RolloutOutcome, RolloutState, Service, State, rollout_share};
 use crate::table::Table;
-use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -149,7 +149,11 @@ impl Node {
     }
 
     fn service(table: &Table, namespace: &str, name: &str) -> Result<Arc<Service>, Error> {
-        table.functions.get(&format!("{namespace}/{name}")).cloned().ok_or_else(|| Error::NotFound(format!("{namespace}/{name}")))
+        table
+            .functions
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("{namespace}/{name}")))
     }
 
     /// A function's retained revisions, newest first, with their share, counters and latency.
@@ -208,10 +212,12 @@ impl Node {
                 )));
             }
             let target = match to {
-                Some(t) => state.function.revision_generation(t).filter(|g| state.revision(*g).is_some()).ok_or_else(|| {
-                    let have: Vec<&str> = state.revisions.iter().map(|r| r.name.as_str()).collect();
-                    Error::Conflict(format!("revision `{t}` does not exist; {name} has {}", have.join(", ")))
-                })?,
+                Some(t) => {
+                    state.function.revision_generation(t).filter(|g| state.revision(*g).is_some()).ok_or_else(|| {
+                        let have: Vec<&str> = state.revisions.iter().map(|r| r.name.as_str()).collect();
+                        Error::Conflict(format!("revision `{t}` does not exist; {name} has {}", have.join(", ")))
+                    })?
+                }
                 None => state
                     .revisions
                     .iter()

@@ -93,8 +93,12 @@ impl State {
     /// Generations the routing needs: traffic targets, the ready revision, a rollout's two.
     fn referenced(&self) -> BTreeSet<u64> {
         let f = &self.function;
-        let mut keep: BTreeSet<u64> =
-            self.targets().iter().filter_map(|t| t.revision_name.as_deref()).filter_map(|n| f.revision_generation(n)).collect();
+        let mut keep: BTreeSet<u64> = self
+            .targets()
+            .iter()
+            .filter_map(|t| t.revision_name.as_deref())
+            .filter_map(|n| f.revision_generation(n))
+            .collect();
         keep.extend([self.ready, self.latest]);
         if let Some(r) = &self.rollout {
             keep.extend([r.from, r.to]);
@@ -130,7 +134,9 @@ impl Service {
                 shares.push(Share { revision: revision.clone(), percent: t.percent, tag: t.tag, latest: false });
                 continue;
             }
-            let ready = state.revision(state.ready).ok_or_else(|| Error::Table(format!("{}: no ready revision", state.function.key())))?;
+            let ready = state
+                .revision(state.ready)
+                .ok_or_else(|| Error::Table(format!("{}: no ready revision", state.function.key())))?;
             match state.rollout.as_ref().and_then(|r| Some((r, state.revision(r.to)?))) {
                 Some((r, to)) => {
                     let steps = state.function.spec.rollout.as_ref().map_or(1, |r| r.steps);
@@ -243,7 +249,12 @@ impl Service {
                 digest: r.digest.to_string(),
                 created: humantime::format_rfc3339_seconds(r.created).to_string(),
                 percent: self.percent_of(r.generation),
-                tags: self.shares.iter().filter(|x| x.revision.generation == r.generation).filter_map(|x| x.tag.clone()).collect(),
+                tags: self
+                    .shares
+                    .iter()
+                    .filter(|x| x.revision.generation == r.generation)
+                    .filter_map(|x| x.tag.clone())
+                    .collect(),
                 latest: r.generation == s.latest,
                 ready: r.generation == s.ready,
                 requests: r.counters.requests(),

@@ -56,7 +56,10 @@ impl Table {
     /// The function that already claims `path` as a route, other than `key`.
     pub(crate) fn route_owner(&self, path: &str, key: &str) -> Option<String> {
         let path = path.trim_end_matches('/');
-        self.routes.iter().find(|(p, s)| p == path && s.state.function.key() != key).map(|(_, s)| s.state.function.key())
+        self.routes
+            .iter()
+            .find(|(p, s)| p == path && s.state.function.key() != key)
+            .map(|(_, s)| s.state.function.key())
     }
 
     /// A clash between the tagged names (`<tag>-<name>`) of `service` and the other functions of its namespace,
@@ -73,12 +76,18 @@ impl Table {
                 ));
             }
         }
-        self.functions.values().filter(|s| s.state.function.key() != f.key() && s.state.function.metadata.namespace == *ns).find_map(|s| {
-            let other = &s.state.function.metadata.name;
-            s.tags().find(|t| format!("{t}-{other}") == f.metadata.name).map(|t| {
-                ("metadata.name".to_string(), format!("`{}` is the tagged name of {other}'s tag `{t}`", f.metadata.name))
+        self.functions
+            .values()
+            .filter(|s| s.state.function.key() != f.key() && s.state.function.metadata.namespace == *ns)
+            .find_map(|s| {
+                let other = &s.state.function.metadata.name;
+                s.tags().find(|t| format!("{t}-{other}") == f.metadata.name).map(|t| {
+                    (
+                        "metadata.name".to_string(),
+                        format!("`{}` is the tagged name of {other}'s tag `{t}`", f.metadata.name),
+                    )
+                })
             })
-        })
     }
 
     /// The revision for `<function>` or `<tag>-<function>` in a namespace.
@@ -222,19 +231,12 @@ mod tests {
         let revisions = (1..=n)
             .map(|g| {
                 let digest = crate::Digest::of(&g.to_le_bytes());
-                let r = Revision::new(f.clone(), digest, g, SystemTime::now(), stats.clone(), std::time::Instant::now());
+                let r =
+                    Revision::new(f.clone(), digest, g, SystemTime::now(), stats.clone(), std::time::Instant::now());
                 Arc::new(r)
             })
             .collect();
-        State {
-            function: f,
-            revisions,
-            latest: n,
-            ready: n,
-            rollout: None,
-            outcome: None,
-            failed: Default::default(),
-        }
+        State { function: f, revisions, latest: n, ready: n, rollout: None, outcome: None, failed: Default::default() }
     }
 
     fn service(state: State) -> Arc<Service> {
@@ -285,7 +287,8 @@ mod tests {
     fn rollouts_split_the_latest_share() {
         let mut st = state("default", "hello", 2);
         st.ready = 1;
-        st.function.spec.rollout = Some(wasmfn_api::Rollout { steps: 4, ..wasmfn_api::Rollout::over(std::time::Duration::from_secs(60)) });
+        st.function.spec.rollout =
+            Some(wasmfn_api::Rollout { steps: 4, ..wasmfn_api::Rollout::over(std::time::Duration::from_secs(60)) });
         st.function.spec.traffic = vec![tagged("next", TrafficTarget::latest(100))];
         st.rollout = Some(crate::service::RolloutState { from: 1, to: 2, step: 1, started: SystemTime::now() });
         let s = service(st);
@@ -298,7 +301,10 @@ mod tests {
         let mut st = state("default", "hello", 2);
         st.function.spec.traffic = vec![TrafficTarget::revision("hello-7", 100)];
         let e = Service::new(st).err().unwrap().to_string();
-        assert!(e.contains("spec.traffic[0].revisionName") && e.contains("hello-7") && e.contains("hello-1, hello-2"), "{e}");
+        assert!(
+            e.contains("spec.traffic[0].revisionName") && e.contains("hello-7") && e.contains("hello-1, hello-2"),
+            "{e}"
+        );
 
         let table = Table::default().with(service(state("default", "canary-hello", 1)));
         let mut st = state("default", "hello", 1);

@@ -139,7 +139,9 @@ impl Guest for Handler {
             _ => {
                 let version = std::env::var("VERSION").unwrap_or_else(|_| "v0".into());
                 let greeting = format!("hello from rust {version}\n");
-                respond(out, 200, greeting.as_bytes());
+                // A revision configured to fail (rollback tests) answers every request with this status.
+                let status = std::env::var("STATUS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+                respond(out, status, greeting.as_bytes());
             }
         }
     }
