@@ -270,7 +270,8 @@ async fn unreferenced_components_are_collected_after_the_grace_period() {
     let named = built.stdout.split_whitespace().find(|w| w.starts_with("sha256:")).unwrap().to_string();
     let blob = |d: &str| dir.path().join("blobs/sha256").join(d.trim_start_matches("sha256:"));
 
-    let node = NodeProc::start(dir.path(), "gc-grace = \"300ms\"\n");
+    // One revision kept: the replaced revision leaves the history, and its component becomes garbage.
+    let node = NodeProc::start(dir.path(), "gc-grace = \"300ms\"\nrevision-history = 1\n");
     let (status, up) = node.upload(std::fs::read(rust_guest()).unwrap()).await;
     assert_eq!(status, 201, "{up}");
     let used = up["digest"].as_str().unwrap().to_string();
@@ -280,7 +281,8 @@ async fn unreferenced_components_are_collected_after_the_grace_period() {
     .await;
     let (status, up) = node.upload(std::fs::read(hello()).unwrap()).await;
     assert_eq!((status, up["digest"].as_str()), (201, Some(named.as_str())));
-    // A component uploaded and then replaced: unreferenced once `a` moves to the named one.
+    // A component uploaded and then replaced: unreferenced once `a` moves to the named one and its first
+    // revision is pruned.
     node.deploy_ok(&format!(
         "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: a\nspec:\n  component: {named}\n"
     ))
