@@ -84,7 +84,8 @@ fn print_traffic(info: &Value) {
             (Some(tag), Some(url)) => format!("  tag {tag}: {url}"),
             _ => String::new(),
         };
-        println!("{:>4}%  {}{latest}{tag}", t["percent"], t["revisionName"].as_str().unwrap_or("?"));
+        let percent = t["percent"].as_u64().unwrap_or(0);
+        println!("{percent:>4}%  {}{latest}{tag}", t["revisionName"].as_str().unwrap_or("?"));
     }
     print_rollout(info);
 }

@@ -69,6 +69,9 @@ pub(crate) async fn handle(node: Node, req: Request<Incoming>) -> Response<Respo
     let elapsed = started.elapsed();
     stats.latency.observe(elapsed.as_secs_f64());
     revision.counters.record(resp.status().as_u16(), elapsed);
+    if resp.status().is_server_error() && node.shared.rolling_out.load(Ordering::Relaxed) {
+        node.shared.errors_seen.notify_one();
+    }
     revision.touch();
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&revision.name) {

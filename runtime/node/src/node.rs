@@ -96,6 +96,10 @@ pub(crate) struct Shared {
     pub(crate) capacity: Arc<Semaphore>,
     pub(crate) ready: AtomicBool,
     pub(crate) ingress_addr: OnceLock<SocketAddr>,
+    /// Poked on a 5xx while a rollout runs, so a failing rollout is rolled back at once, not at the next tick.
+    pub(crate) errors_seen: tokio::sync::Notify,
+    /// Whether any function is in a rollout (set with every table swap).
+    pub(crate) rolling_out: AtomicBool,
     epoch: Instant,
     _ticker: EpochTicker,
 }
@@ -136,6 +140,8 @@ impl Node {
             deploy_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
             ingress_addr: OnceLock::new(),
+            errors_seen: tokio::sync::Notify::new(),
+            rolling_out: AtomicBool::new(false),
             epoch: Instant::now(),
             _ticker: ticker,
             metrics,
@@ -213,10 +219,9 @@ impl Node {
             functions.insert(key, Arc::new(service));
         }
         tracing::info!(functions = functions.len(), "restored function table");
-        self.shared.metrics.functions.set(functions.len() as i64);
         let table = Table::from_functions(functions);
         self.restore_counters(&table);
-        self.shared.table.store(Arc::new(table));
+        self.store(table);
         Ok(())
     }
 
@@ -480,9 +485,16 @@ impl Node {
         let service = Arc::new(service);
         let next = table.with(service.clone());
         self.persist(&next).await?;
-        self.shared.metrics.functions.set(next.functions.len() as i64);
-        self.shared.table.store(Arc::new(next));
+        self.store(next);
         Ok(service)
+    }
+
+    /// Swaps in a new table.
+    fn store(&self, table: Table) {
+        self.shared.metrics.functions.set(table.functions.len() as i64);
+        let rolling_out = table.functions.values().any(|s| s.state.rollout.is_some());
+        self.shared.rolling_out.store(rolling_out, Ordering::Relaxed);
+        self.shared.table.store(Arc::new(table));
     }
 
     /// Removes a function; in-flight requests finish. Returns whether it existed.
@@ -495,8 +507,7 @@ impl Node {
         }
         let next = table.without(&key);
         self.persist(&next).await?;
-        self.shared.metrics.functions.set(next.functions.len() as i64);
-        self.shared.table.store(Arc::new(next));
+        self.store(next);
         if let Some(stats) = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
             stats.unregister();
         }

@@ -247,13 +247,16 @@ impl Node {
         self.shared.metrics.rollouts.get_or_create(&labels).inc();
     }
 
-    /// Advances rollouts until the node stops: a step when its time comes, the end at `duration`, a rollback
-    /// as soon as the new revision's 5xx rate passes the threshold.
+    /// Advances rollouts until the node stops: a step when its time comes (checked every 100 ms), the end at
+    /// `duration`, a rollback as soon as a 5xx takes the new revision's error rate past the threshold.
     pub(crate) async fn drive_rollouts(self) {
         let mut interval = tokio::time::interval(Duration::from_millis(100));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            interval.tick().await;
+            tokio::select! {
+                _ = interval.tick() => {}
+                () = self.shared.errors_seen.notified() => {}
+            }
             let table = self.shared.table.load_full();
             for service in table.functions.values() {
                 let Some(r) = &service.state.rollout else { continue };
