@@ -327,6 +327,65 @@ def density(args, results):
         wf.stop()
 
 
+def revisions(args, results):
+    """The cost of a traffic split (two revisions, 90/10) next to one revision and to `wasmtime serve`, and how
+    many failing requests an automatic rollback lets through under load."""
+    wt = WasmtimeServe(args.wasmtime, args.component)
+    wf = Wasmfn(args.wasmfn)
+    env = lambda v: f"  env: [{{name: VERSION, value: {v}}}]\n"
+    wf.deploy("single", args.component)
+    wf.deploy("split", args.component, env("v1"))
+    wf.deploy("split", args.component, env("v2") + "  traffic:\n    - {revisionName: split-1, percent: 90}\n"
+              "    - {latestRevision: true, percent: 10}\n")
+    out = results["revisions"] = {"split": {}}
+    try:
+        for c in [c for c in args.connections if c in (16, 64)] or args.connections[:1]:
+            row = {}
+            for rnd in range(args.rounds):
+                for name, url in (("wasmtime", wt.url()), ("single", wf.url("single")), ("split", wf.url("split"))):
+                    wrk(url, c, 2)  # warm-up
+                    row.setdefault(name, []).append(wrk(url, c, args.seconds))
+            summary = {name: sorted(runs, key=lambda r: r["rps"])[len(runs) // 2] for name, runs in row.items()}
+            summary["split_vs_single"] = summary["split"]["rps"] / summary["single"]["rps"]
+            summary["split_vs_wasmtime"] = summary["split"]["rps"] / summary["wasmtime"]["rps"]
+            out["split"][str(c)] = summary
+            print(f"c={c:<4} wasmtime {summary['wasmtime']['rps']:>8.0f} rps | one revision "
+                  f"{summary['single']['rps']:>8.0f} rps p99 {summary['single']['p99_ms']:.2f}ms | 90/10 split "
+                  f"{summary['split']['rps']:>8.0f} rps p99 {summary['split']['p99_ms']:.2f}ms | split/one "
+                  f"x{summary['split_vs_single']:.3f}, split/wasmtime x{summary['split_vs_wasmtime']:.2f}", flush=True)
+
+        # A revision that fails every request (1Mi of memory cannot hold the component's initial memory),
+        # rolled out at 50% under 16 connections of load.
+        rollout = "  rollout: {steps: 2, duration: 10m, maxErrorRate: 0.05, minRequests: 20}\n"
+        wf.deploy("rb", args.component, rollout)
+        load = threading.Thread(target=wrk, args=(wf.url("rb"), 16, 4))
+        load.start()
+        time.sleep(1)  # load running before the bad deploy (not a synchronisation: the figures come from counters)
+        wf.deploy("rb", args.component, rollout + "  limits: {memory: 1Mi}\n")
+        started = time.monotonic()
+        while True:
+            status, body = http("GET", f"http://{wf.admin}/v1/functions/default/rb")
+            if json.loads(body).get("rollout", {}).get("state") == "RolledBack":
+                break
+            if time.monotonic() - started > 30:
+                raise SystemExit("no rollback within 30 s")
+        took_ms = (time.monotonic() - started) * 1000
+        load.join()
+        revs = {r["name"]: r for r in json.loads(http("GET", f"http://{wf.admin}/v1/functions/default/rb/revisions")[1])["revisions"]}
+        out["rollback"] = {
+            "observed_after_ms": round(took_ms, 1),
+            "failed_requests": revs["rb-2"]["errors"],
+            "min_requests": 20,
+            "good_requests": revs["rb-1"]["requests"],
+        }
+        print(f"rollback: {revs['rb-2']['errors']} failed requests reached clients (threshold needs 20), rolled back "
+              f"{took_ms:.0f} ms after the deploy returned (as seen by polling), {revs['rb-1']['requests']} served by rb-1",
+              flush=True)
+    finally:
+        wt.stop()
+        wf.stop()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--wasmfn", required=True)
@@ -339,7 +398,7 @@ def main():
     p.add_argument("--cold-samples", type=int, default=30)
     p.add_argument("--functions", type=int, default=1000)
     p.add_argument("--quick", action="store_true", help="short runs for a smoke test")
-    p.add_argument("--only", choices=["throughput", "cold", "density"])
+    p.add_argument("--only", choices=["throughput", "cold", "density", "revisions"])
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
     args = p.parse_args()
     if args.quick:
@@ -354,6 +413,8 @@ def main():
         cold_start(args, results)
     if args.only in (None, "density"):
         density(args, results)
+    if args.only in (None, "revisions"):
+        revisions(args, results)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"results written to {args.out}")

@@ -125,12 +125,8 @@ fn traffic_splits_tags_and_rollouts() {
     let e = err("    - {latestRevision: true, percent: 100, weight: 3}\n");
     assert!(e.contains("weight"), "{e}");
 
-    let e = Function::from_yaml(&with_spec(
-        "  component: a.wasm\n  traffic: [{revisionName: hello-1, percent: 100}]\n  rollout: {duration: 1m}\n",
-    ))
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("spec.rollout") && e.contains("latestRevision"), "{e}");
+    let e = err(&format!("    - {{latestRevision: true, percent: 100, tag: {}}}\n", "t".repeat(60)));
+    assert!(e.contains("spec.traffic[0].tag") && e.contains("longer than 63"), "{e}");
     let e = Function::from_yaml(&with_spec("  component: a.wasm\n  rollout: {duration: 1m, maxErrorRate: 5}\n"))
         .unwrap_err()
         .to_string();

@@ -43,7 +43,9 @@ impl TrafficTarget {
 
 /// A gradual rollout: when a deploy creates a revision, the share of `latestRevision` moves from the previous
 /// revision to the new one in `steps` equal steps over `duration`. If the new revision's 5xx rate exceeds
-/// `maxErrorRate` (once it has answered `minRequests`), the rollout stops and the share goes back.
+/// `maxErrorRate` (once it has answered `minRequests`), the rollout stops and the share goes back. It succeeds
+/// at `duration` once the new revision has answered `minRequests`. With no `latestRevision` share in
+/// `spec.traffic` (revisions pinned by name), there is nothing to shift and deploys take effect as named.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rollout {
@@ -139,10 +141,16 @@ impl Function {
             sum += t.percent;
             if let Some(tag) = &t.tag {
                 let host_label = format!("{tag}-{}", self.metadata.name);
-                if !is_dns_label(tag) || !is_dns_label(&host_label) {
+                if !is_dns_label(tag) {
                     return Err(ManifestError::invalid(
                         at("tag"),
-                        format!("`{tag}` is not a DNS label, or `{host_label}` is longer than 63 characters"),
+                        format!("`{tag}` is not a DNS label (lowercase letters, digits and `-`)"),
+                    ));
+                }
+                if host_label.len() > 63 {
+                    return Err(ManifestError::invalid(
+                        at("tag"),
+                        format!("the tagged name `{host_label}` is longer than 63 characters"),
                     ));
                 }
                 if !tags.insert(tag) {
@@ -177,12 +185,6 @@ impl Function {
             }
             if r.min_requests == 0 {
                 return Err(ManifestError::invalid("spec.rollout.minRequests", "must be at least 1"));
-            }
-            if !self.spec.traffic.is_empty() && !self.spec.traffic.iter().any(|t| t.is_latest() && t.percent > 0) {
-                return Err(ManifestError::invalid(
-                    "spec.rollout",
-                    "a rollout shifts the share of `latestRevision: true`, and spec.traffic gives it none",
-                ));
             }
         }
         Ok(())

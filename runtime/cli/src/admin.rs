@@ -42,8 +42,9 @@ impl AdminArgs {
     }
 }
 
-/// Parses `REV=PERCENT` (`@latest` for the latest revision) and `--tag REV=TAG` into traffic targets.
-fn targets(splits: &[String], tags: &[String]) -> anyhow::Result<Vec<Value>> {
+/// Parses `REV=PERCENT` (`@latest` for the latest revision) and `--tag REV=TAG` into traffic targets; with no
+/// `REV=PERCENT`, the tags go onto `current` (the function's `spec.traffic`).
+fn targets(splits: &[String], tags: &[String], current: &Value) -> anyhow::Result<Vec<Value>> {
     let target = |rev: &str| -> Value {
         match rev {
             "@latest" | "latest" => json!({ "latestRevision": true }),
@@ -51,6 +52,22 @@ fn targets(splits: &[String], tags: &[String]) -> anyhow::Result<Vec<Value>> {
         }
     };
     let mut out: Vec<Value> = Vec::new();
+    if splits.is_empty() {
+        out = match current.as_array() {
+            Some(t) if !t.is_empty() => t.clone(),
+            _ => vec![json!({ "latestRevision": true, "percent": 100 })],
+        };
+        // A tag set again moves to its new revision.
+        for t in &mut out {
+            if let Some(o) = t.as_object_mut()
+                && o.get("tag")
+                    .and_then(Value::as_str)
+                    .is_some_and(|tag| tags.iter().any(|s| s.ends_with(&format!("={tag}"))))
+            {
+                o.remove("tag");
+            }
+        }
+    }
     for s in splits {
         let (rev, percent) = s.split_once('=').with_context(|| format!("`{s}`: expected REVISION=PERCENT"))?;
         let percent: u32 =
@@ -159,7 +176,12 @@ pub async fn traffic(name: &str, splits: &[String], tags: &[String], args: &Admi
     let info = if splits.is_empty() && tags.is_empty() {
         args.call(reqwest::Method::GET, name, "", None).await?
     } else {
-        let body = json!({ "traffic": targets(splits, tags)? });
+        let current = if splits.is_empty() {
+            args.call(reqwest::Method::GET, name, "", None).await?["spec"]["traffic"].take()
+        } else {
+            Value::Null
+        };
+        let body = json!({ "traffic": targets(splits, tags, &current)? });
         args.call(reqwest::Method::PUT, name, "/traffic", Some(body)).await?
     };
     print_traffic(&info);
@@ -181,9 +203,8 @@ mod tests {
 
     #[test]
     fn splits_and_tags() {
-        let t =
-            targets(&["hello-2=90".into(), "@latest=10%".into()], &["hello-3=canary".into(), "@latest=next".into()])
-                .unwrap();
+        let splits = ["hello-2=90".to_string(), "@latest=10%".into()];
+        let t = targets(&splits, &["hello-3=canary".into(), "@latest=next".into()], &Value::Null).unwrap();
         assert_eq!(
             Value::Array(t),
             json!([
@@ -192,7 +213,22 @@ mod tests {
                 {"revisionName": "hello-3", "percent": 0, "tag": "canary"},
             ])
         );
-        assert!(targets(&["hello-2".into()], &[]).unwrap_err().to_string().contains("REVISION=PERCENT"));
-        assert!(targets(&["hello-2=ninety".into()], &[]).unwrap_err().to_string().contains("not a percent"));
+        let err = |split: &str| targets(&[split.into()], &[], &Value::Null).unwrap_err().to_string();
+        assert!(err("hello-2").contains("REVISION=PERCENT"));
+        assert!(err("hello-2=ninety").contains("not a percent"));
+
+        // Tags alone go onto the current split; a tag set again moves.
+        let current = json!([{"revisionName": "hello-2", "percent": 90, "tag": "canary"}, {"latestRevision": true, "percent": 10}]);
+        let t = targets(&[], &["hello-3=canary".into()], &current).unwrap();
+        assert_eq!(
+            Value::Array(t),
+            json!([
+                {"revisionName": "hello-2", "percent": 90},
+                {"latestRevision": true, "percent": 10},
+                {"revisionName": "hello-3", "percent": 0, "tag": "canary"},
+            ])
+        );
+        let t = targets(&[], &["@latest=next".into()], &Value::Null).unwrap();
+        assert_eq!(Value::Array(t), json!([{"latestRevision": true, "percent": 100, "tag": "next"}]));
     }
 }

@@ -74,6 +74,22 @@ pub struct Deployed {
     pub function: FunctionInfo,
     /// `false` when the manifest and component were identical to the serving revision.
     pub changed: bool,
+    /// Something to know about the result, e.g. that the newest revision is out of service after a rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Says when the manifest just applied is not what serves the latest traffic: its revision failed a rollout or
+/// was rolled back.
+fn note(s: &Service) -> Option<String> {
+    let st = &s.state;
+    let reason = st.failed.get(&st.latest)?;
+    Some(format!(
+        "{} is out of service ({reason}); {} serves the latest traffic. Change the configuration to deploy again, or `wasmfn rollback --to {}`",
+        st.name_of(st.latest),
+        st.name_of(st.ready),
+        st.name_of(st.latest)
+    ))
 }
 
 pub(crate) struct Shared {
@@ -100,6 +116,9 @@ pub(crate) struct Shared {
     pub(crate) errors_seen: tokio::sync::Notify,
     /// Whether any function is in a rollout (set with every table swap).
     pub(crate) rolling_out: AtomicBool,
+    /// Sequence of counter snapshots and the last one written: an older snapshot never overwrites a newer one.
+    pub(crate) counter_snapshots: std::sync::atomic::AtomicU64,
+    pub(crate) counters_written: Mutex<u64>,
     epoch: Instant,
     _ticker: EpochTicker,
 }
@@ -142,6 +161,8 @@ impl Node {
             ingress_addr: OnceLock::new(),
             errors_seen: tokio::sync::Notify::new(),
             rolling_out: AtomicBool::new(false),
+            counter_snapshots: std::sync::atomic::AtomicU64::new(0),
+            counters_written: Mutex::new(0),
             epoch: Instant::now(),
             _ticker: ticker,
             metrics,
@@ -368,7 +389,7 @@ impl Node {
         let key = function.key();
         let component = function.spec.component.clone().unwrap_or_default();
         let image = function.spec.image.clone().filter(|_| component.is_empty());
-        let (digest, bytes) = match Digest::parse(&component) {
+        let (digest, mut bytes) = match Digest::parse(&component) {
             Some(d) => (d, None),
             None if image.is_some() => {
                 let (digest, bytes, pinned) = self.pull(image.as_deref().unwrap_or_default()).await?;
@@ -399,34 +420,48 @@ impl Node {
 
         // A change of artifact or configuration makes a revision; a change of routing alone does not.
         let captured = Function { spec: function.spec.revision_config(), ..function.clone() };
-        let current = self.shared.table.load().functions.get(&key).cloned();
-        if let Some(cur) = &current
-            && cur.state.function == function
-            && cur.latest().function == captured
-        {
-            return Ok(Deployed { function: self.info(cur), changed: false });
-        }
-        let new_revision = current.as_ref().is_none_or(|s| s.latest().function != captured);
-        let loaded = if new_revision {
-            let node = self.clone();
-            Some(
-                tokio::task::spawn_blocking(move || {
-                    if let Some(b) = &bytes {
-                        node.shared.blobs.put(b)?;
-                    } else if !node.shared.blobs.path(&digest).exists() {
-                        return Err(Error::UnknownComponent(digest.to_string()));
-                    }
-                    node.load_blocking(digest, bytes)
-                })
-                .await
-                .map_err(|e| Error::Engine(format!("deploy task failed: {e}")))??,
-            )
-        } else {
-            None
+        let mut loaded = None;
+        let (_guard, table, mut state) = loop {
+            let table = self.shared.table.load_full();
+            let current = table.functions.get(&key);
+            if let Some(cur) = current
+                && cur.state.function == function
+                && cur.latest().function == captured
+            {
+                return Ok(Deployed { function: self.info(cur), changed: false, note: note(cur) });
+            }
+            let new_revision = current.is_none_or(|s| s.latest().function != captured);
+            if new_revision && loaded.is_none() {
+                // Compiling may take seconds: outside the lock, so other functions deploy meanwhile.
+                let node = self.clone();
+                let bytes = bytes.take();
+                loaded = Some(
+                    tokio::task::spawn_blocking(move || {
+                        if let Some(b) = &bytes {
+                            node.shared.blobs.put(b)?;
+                        } else if !node.shared.blobs.path(&digest).exists() {
+                            return Err(Error::UnknownComponent(digest.to_string()));
+                        }
+                        node.load_blocking(digest, bytes)
+                    })
+                    .await
+                    .map_err(|e| Error::Engine(format!("deploy task failed: {e}")))??,
+                );
+            }
+            let guard = self.shared.deploy_lock.lock().await;
+            // Decided again under the lock: a concurrent deploy may have changed the function meanwhile.
+            let table = self.shared.table.load_full();
+            let current = table.functions.get(&key);
+            let still_new = current.is_none_or(|s| s.latest().function != captured);
+            if still_new && loaded.is_none() || current.is_some_and(|c| c.state.function == function && !still_new) {
+                continue;
+            }
+            let state = match current {
+                Some(s) => State { function: function.clone(), ..s.state.clone() },
+                None => State::new(function.clone()),
+            };
+            break (guard, table, state);
         };
-
-        let _guard = self.shared.deploy_lock.lock().await;
-        let table = self.shared.table.load_full();
         // Checked under the lock, so two concurrent deploys cannot both claim a route.
         if let Some((path, owner)) =
             function.spec.routes.iter().find_map(|r| table.route_owner(&r.path, &key).map(|o| (r.path.clone(), o)))
@@ -436,20 +471,10 @@ impl Node {
                 message: format!("route `{path}` is already served by {owner}"),
             });
         }
-        let mut state = match table.functions.get(&key) {
-            Some(s) => State { function: function.clone(), ..s.state.clone() },
-            None => State {
-                function: function.clone(),
-                revisions: Vec::new(),
-                latest: 0,
-                ready: 0,
-                rollout: None,
-                outcome: None,
-                failed: Default::default(),
-            },
-        };
-        if let Some(loaded) = loaded {
+        let creates = state.latest().is_none_or(|l| l.function != captured);
+        if let (true, Some(loaded)) = (creates, loaded) {
             let generation = state.latest + 1;
+            state.check_traffic(Some(generation))?;
             let stats = self.stats_for(&function);
             let revision =
                 Arc::new(Revision::new(captured, digest, generation, SystemTime::now(), stats, self.shared.epoch));
@@ -460,7 +485,10 @@ impl Node {
                 let reason = format!("{} was deployed during the rollout", state.name_of(generation));
                 state.outcome = Some(crate::revisions::outcome(&old, "Cancelled", reason));
             }
-            if function.spec.rollout.is_some() && state.revision(state.ready).is_some() {
+            if function.spec.rollout.is_some()
+                && crate::revisions::follows_latest(&function)
+                && state.revision(state.ready).is_some()
+            {
                 tracing::info!(function = %key, from = %state.name_of(state.ready), to = %state.name_of(generation), "rollout started");
                 state.rollout =
                     Some(RolloutState { from: state.ready, to: generation, step: 1, started: SystemTime::now() });
@@ -470,8 +498,8 @@ impl Node {
         }
         let service = self.commit(&table, state).await?;
         let l = service.latest();
-        tracing::info!(function = %key, revision = %l.name, digest = %l.digest, new_revision, "deployed");
-        Ok(Deployed { function: self.info(&service), changed: true })
+        tracing::info!(function = %key, revision = %l.name, digest = %l.digest, new_revision = creates, "deployed");
+        Ok(Deployed { function: self.info(&service), changed: true, note: note(&service) })
     }
 
     /// Prunes old revisions, resolves the traffic (rejecting unknown revisions and clashing tags), persists and

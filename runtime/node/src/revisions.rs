@@ -60,7 +60,7 @@ pub(crate) fn outcome(r: &RolloutState, state: &str, reason: String) -> RolloutO
 }
 
 /// Whether the function's traffic has a share that follows the latest revision.
-fn follows_latest(f: &Function) -> bool {
+pub(crate) fn follows_latest(f: &Function) -> bool {
     f.spec.traffic.is_empty() || f.spec.traffic.iter().any(|t| t.is_latest() && t.percent > 0)
 }
 
@@ -90,7 +90,13 @@ fn next(state: &State, r: &RolloutState, now: SystemTime) -> Option<Next> {
     }
     let elapsed = now.duration_since(r.started).unwrap_or_default();
     if elapsed >= spec.duration {
-        return Some(Next::Complete);
+        // Success needs a verdict: with too few answers yet, the new revision holds the whole share until it
+        // has `minRequests` (and is still rolled back if they fail).
+        return if n >= spec.min_requests {
+            Some(Next::Complete)
+        } else {
+            (r.step < spec.steps).then_some(Next::Step(spec.steps))
+        };
     }
     let step_len = spec.duration / spec.steps;
     let due = (1 + (elapsed.as_nanos() / step_len.as_nanos().max(1)) as u32).min(spec.steps);
@@ -199,8 +205,18 @@ impl Node {
         let mut state = service.state.clone();
         let aborted = state.rollout.take();
         if let Some(r) = &aborted {
-            let reason = format!("rolled back on request during the rollout to {}", state.name_of(r.to));
-            tracing::warn!(function = %key, from = %state.name_of(r.to), to = %state.name_of(r.from), %reason, "rolled back");
+            let (from, new) = (state.name_of(r.from), state.name_of(r.to));
+            if to == Some(new.as_str()) {
+                // Asked for the revision being rolled out: finish the rollout now.
+                tracing::info!(function = %key, %from, to = %new, "rollout promoted on request");
+                state.ready = r.to;
+                state.outcome = Some(outcome(r, "Succeeded", format!("{new} promoted on request")));
+                self.count_rollout(&state.function, "succeeded");
+                let service = self.commit(&table, state).await?;
+                return Ok(self.info(&service));
+            }
+            let reason = format!("rolled back on request during the rollout to {new}");
+            tracing::warn!(function = %key, from = %new, to = %from, %reason, "rolled back");
             state.failed.insert(r.to, reason.clone());
             state.outcome = Some(outcome(r, "RolledBack", reason));
             self.count_rollout(&state.function, "rolled-back");
@@ -360,6 +376,7 @@ impl Node {
     /// Writes every revision's counters. Returns the total of requests written.
     pub(crate) async fn save_counters(&self) -> u64 {
         let table = self.shared.table.load_full();
+        let seq = self.shared.counter_snapshots.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let revisions: Vec<SavedRevision> = (table.functions.iter())
             .flat_map(|(key, s)| {
                 s.state.revisions.iter().map(move |r| SavedRevision {
@@ -379,7 +396,18 @@ impl Node {
                 return total;
             }
         };
-        match tokio::task::spawn_blocking(move || write_atomic(&path, &json)).await {
+        let node = self.clone();
+        let write = move || {
+            // Writers race (the periodic save, a remove, the shutdown); the newest snapshot must win.
+            let mut written = node.shared.counters_written.lock().unwrap_or_else(|e| e.into_inner());
+            if *written > seq {
+                return Ok(());
+            }
+            write_atomic(&path, &json)?;
+            *written = seq;
+            Ok::<_, std::io::Error>(())
+        };
+        match tokio::task::spawn_blocking(write).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot save revision counters"),
             Err(e) => tracing::warn!(error = %e, "revision counter task failed"),

@@ -75,6 +75,37 @@ pub(crate) fn rollout_share(percent: u32, step: u32, steps: u32) -> u32 {
 }
 
 impl State {
+    /// A function with no revision yet.
+    pub(crate) fn new(function: Function) -> State {
+        State {
+            function,
+            revisions: Vec::new(),
+            latest: 0,
+            ready: 0,
+            rollout: None,
+            outcome: None,
+            failed: BTreeMap::new(),
+        }
+    }
+
+    /// The newest revision.
+    pub(crate) fn latest(&self) -> Option<&Arc<Revision>> {
+        self.revisions.last()
+    }
+
+    /// Rejects traffic that names a revision that does not exist (or is not about to: `pending`).
+    pub(crate) fn check_traffic(&self, pending: Option<u64>) -> Result<(), Error> {
+        for (i, t) in self.function.spec.traffic.iter().enumerate() {
+            if let Some(name) = &t.revision_name {
+                let g = self.function.revision_generation(name);
+                if !g.is_some_and(|g| Some(g) == pending || self.revision(g).is_some()) {
+                    return Err(unknown_revision(self, i, name));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn revision(&self, generation: u64) -> Option<&Arc<Revision>> {
         self.revisions.iter().find(|r| r.generation == generation)
     }

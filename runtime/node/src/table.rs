@@ -62,32 +62,40 @@ impl Table {
             .map(|(_, s)| s.state.function.key())
     }
 
-    /// A clash between the tagged names (`<tag>-<name>`) of `service` and the other functions of its namespace,
-    /// either way round: (the field at fault, the message).
+    /// A clash between the names `service` answers on (its own, `<tag>-<name>` per tag) and those of the other
+    /// functions of its namespace: (the field at fault, the message).
     pub(crate) fn tag_conflict(&self, service: &Service) -> Option<(String, String)> {
         let f = &service.state.function;
         let ns = &f.metadata.namespace;
-        for tag in service.tags() {
-            let label = format!("{tag}-{}", f.metadata.name);
-            if self.functions.contains_key(&format!("{ns}/{label}")) {
-                return Some((
-                    "spec.traffic".into(),
-                    format!("tag `{tag}` would answer as `{label}`, which is a function in namespace {ns}"),
-                ));
+        let names = |s: &Service| -> Vec<(Option<String>, String)> {
+            let name = &s.state.function.metadata.name;
+            std::iter::once((None, name.clone()))
+                .chain(s.tags().map(|t| (Some(t.to_string()), format!("{t}-{name}"))))
+                .collect()
+        };
+        let mine = names(service);
+        let others = self.functions.values().filter(|s| {
+            let o = &s.state.function;
+            o.key() != f.key() && o.metadata.namespace == *ns
+        });
+        for other in others {
+            let other_name = &other.state.function.metadata.name;
+            for (their_tag, label) in names(other) {
+                let Some((my_tag, _)) = mine.iter().find(|(_, m)| *m == label) else { continue };
+                let whose = match their_tag {
+                    Some(t) => format!("the tagged name of {other_name}'s tag `{t}`"),
+                    None => format!("the function {other_name}"),
+                };
+                return Some(match my_tag {
+                    Some(t) => (
+                        "spec.traffic".into(),
+                        format!("tag `{t}` would answer as `{label}`, which is {whose} in namespace {ns}"),
+                    ),
+                    None => ("metadata.name".into(), format!("`{label}` is {whose}")),
+                });
             }
         }
-        self.functions
-            .values()
-            .filter(|s| s.state.function.key() != f.key() && s.state.function.metadata.namespace == *ns)
-            .find_map(|s| {
-                let other = &s.state.function.metadata.name;
-                s.tags().find(|t| format!("{t}-{other}") == f.metadata.name).map(|t| {
-                    (
-                        "metadata.name".to_string(),
-                        format!("`{}` is the tagged name of {other}'s tag `{t}`", f.metadata.name),
-                    )
-                })
-            })
+        None
     }
 
     /// The revision for `<function>` or `<tag>-<function>` in a namespace.
@@ -316,6 +324,15 @@ mod tests {
         let (field, e) = table.tag_conflict(&service(state("default", "canary-hello", 1))).unwrap();
         assert!(field == "metadata.name" && e.contains("tag `canary`"), "{e}");
         assert!(table.tag_conflict(&service(state("other", "canary-hello", 1))).is_none());
+
+        // Two tagged names: tag `a` of `b-c` and tag `a-b` of `c` both answer as `a-b-c`.
+        let mut st = state("default", "b-c", 1);
+        st.function.spec.traffic = vec![tagged("a", TrafficTarget::latest(100))];
+        let table = Table::default().with(service(st));
+        let mut st = state("default", "c", 1);
+        st.function.spec.traffic = vec![tagged("a-b", TrafficTarget::latest(100))];
+        let (field, e) = table.tag_conflict(&service(st)).unwrap();
+        assert!(field == "spec.traffic" && e.contains("`a-b-c`") && e.contains("b-c's tag `a`"), "{e}");
     }
 
     #[test]
