@@ -45,8 +45,11 @@ def wait_until(pred, timeout, what):
 
 def http(method, url, body=None, timeout=120):
     req = urllib.request.Request(url, data=body, method=method)
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.status, r.read()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
 
 
 class Wasmfn:

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmfn_tests::eventually;
 use wasmfn_tests::guests::rust_guest;
+use wasmfn_tests::load::{Load, Sample};
 use wasmfn_tests::node::{NodeProc, Options, manifest, use_binary};
 
 fn dir() -> tempfile::TempDir {
@@ -24,40 +25,14 @@ async fn hot_update_under_load_loses_nothing_and_each_answer_has_one_revision() 
     let node = Arc::new(NodeProc::start(d.path(), ""));
     node.deploy_ok(&versioned("upd", &wasm, "v1")).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (node, stop) = (node.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                let r = node.client.get(node.url("default", "upd", "/")).send().await.expect("request failed");
-                let status = r.status().as_u16();
-                let rev = r.headers().get("x-wasmfn-revision").map(|v| v.to_str().unwrap().to_string());
-                seen.push((started, status, rev, r.text().await.unwrap()));
-            }
-            seen
-        }));
-    }
-    eventually(Duration::from_secs(30), "load running", || async {
-        (node.metric_opt("wasmfn_requests_total", &["function=\"upd\""]).await? >= 200.0).then_some(())
-    })
-    .await;
+    let load = Load::start(&node, &node.url("default", "upd", "/"), 8);
+    node.wait_for_requests("upd", 200.0).await;
     node.deploy_ok(&versioned("upd", &wasm, "v2")).await;
     let deployed = Instant::now();
-    let target = node.metric("wasmfn_requests_total", &["function=\"upd\""]).await + 200.0;
-    eventually(Duration::from_secs(30), "load after the update", || async {
-        (node.metric("wasmfn_requests_total", &["function=\"upd\""]).await >= target).then_some(())
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
+    node.wait_for_requests("upd", 200.0).await;
+    let all = load.stop().await;
     let (mut v1, mut v2) = (0, 0);
-    for (started, status, rev, body) in &all {
+    for Sample { started, status, revision: rev, body } in &all {
         assert_eq!(*status, 200, "{body}");
         match (rev.as_deref(), body.as_str()) {
             (Some("upd-1"), "hello from rust v1\n") => v1 += 1,

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmfn_tests::eventually;
 use wasmfn_tests::guests::rust_guest;
+use wasmfn_tests::load::{Load, Sample};
 use wasmfn_tests::node::{NodeProc, binary, manifest, use_binary};
 
 fn dir() -> tempfile::TempDir {
@@ -198,31 +199,8 @@ async fn an_update_under_load_with_a_gradual_rollout_loses_no_request() {
     let rollout = "  rollout: {steps: 3, duration: 6s, maxErrorRate: 0.5, minRequests: 20}\n";
     node.deploy_ok(&version("roll", "v1", rollout)).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (node, stop) = (node.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                match node.client.get(node.url("default", "roll", "/")).send().await {
-                    Ok(r) => {
-                        let status = r.status().as_u16();
-                        let rev = r.headers()["x-wasmfn-revision"].to_str().unwrap().to_string();
-                        let body = r.text().await.unwrap_or_default();
-                        seen.push((started, status, rev, body));
-                    }
-                    Err(e) => seen.push((started, 0, String::new(), e.to_string())),
-                }
-            }
-            seen
-        }));
-    }
-    eventually(Duration::from_secs(30), "load running", || async {
-        (node.metric_opt("wasmfn_requests_total", &["function=\"roll\""]).await? >= 200.0).then_some(())
-    })
-    .await;
+    let load = Load::start(&node, &node.url("default", "roll", "/"), 8);
+    node.wait_for_requests("roll", 200.0).await;
     let deployed = node.deploy_ok(&version("roll", "v2", rollout)).await;
     assert_eq!(deployed["function"]["rollout"]["state"], "Progressing", "{deployed}");
     assert_eq!(deployed["function"]["latestReadyRevision"], "roll-1");
@@ -244,17 +222,9 @@ async fn an_update_under_load_with_a_gradual_rollout_loses_no_request() {
     assert_eq!(done["traffic"], json!([{"revisionName": "roll-2", "percent": 100, "latestRevision": true}]));
     // The share grew in steps of a third (polling may miss one, not all).
     assert!(shares.len() >= 2 && shares.iter().all(|p| [33, 66, 100].contains(p)), "shares seen: {shares:?}");
-    let target = node.metric("wasmfn_requests_total", &["function=\"roll\""]).await + 200.0;
-    eventually(Duration::from_secs(30), "load after the rollout", || async {
-        (node.metric("wasmfn_requests_total", &["function=\"roll\""]).await >= target).then_some(())
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    let failed: Vec<_> = all.iter().filter(|(_, status, ..)| *status != 200).collect();
+    node.wait_for_requests("roll", 200.0).await;
+    let all = load.stop().await;
+    let failed: Vec<&Sample> = all.iter().filter(|s| s.status != 200).collect();
     assert!(
         failed.is_empty(),
         "{} of {} requests failed: {:?}",
@@ -262,12 +232,14 @@ async fn an_update_under_load_with_a_gradual_rollout_loses_no_request() {
         all.len(),
         &failed[..failed.len().min(5)]
     );
-    for (_, _, rev, body) in &all {
+    for Sample { revision, body, .. } in &all {
+        let rev = revision.as_deref().unwrap_or("");
         let v = if rev == "roll-1" { "v1" } else { "v2" };
         assert_eq!(body, &format!("hello from rust {v}\n"), "{rev} answered with another revision's body");
     }
-    let v2_before = all.iter().filter(|(t, _, rev, _)| *t < succeeded && rev == "roll-2").count();
-    let v1_after = all.iter().filter(|(t, _, rev, _)| *t > succeeded && rev == "roll-1").count();
+    let on = |s: &Sample, rev: &str| s.revision.as_deref() == Some(rev);
+    let v2_before = all.iter().filter(|s| s.started < succeeded && on(s, "roll-2")).count();
+    let v1_after = all.iter().filter(|s| s.started > succeeded && on(s, "roll-1")).count();
     assert!(v2_before > 0, "the new revision got no traffic during the rollout");
     assert_eq!(v1_after, 0, "the old revision answered after the rollout succeeded");
     assert!(node.logs().contains("rollout step"), "{}", node.logs());
@@ -495,4 +467,23 @@ async fn a_table_from_before_revisions_is_restored() {
     assert_eq!((revs.len(), revs[0]["created"].as_str()), (1, Some("2026-11-01T10:00:00Z")));
     let body = node.deploy_ok(&version("old", "new", "")).await;
     assert_eq!(body["function"]["revision"], "old-4");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_finds_a_running_wasmfn_up() {
+    let d = dir();
+    let file = d.path().join("hello.yaml");
+    std::fs::write(&file, version("uphello", "v1", "")).unwrap();
+    let data = d.path().join("data");
+    let opts = wasmfn_tests::node::Options { up: Some(vec![file.display().to_string()]), ..Default::default() };
+    let node = NodeProc::start_with(&data, opts);
+    let out = Command::new(binary())
+        .args(["revisions", "uphello", "--data-dir", data.to_str().unwrap()])
+        .env_remove("WASMFN_ADMIN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.lines().any(|l| l.starts_with("uphello-1 ")), "{stdout}");
+    drop(node);
 }

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod guests;
+pub mod load;
 pub mod node;
 pub mod registry;
 

@@ -3,18 +3,34 @@
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+/// The file in `wasmfn up`'s data folder that holds its admin API's URL while it runs.
+pub const ADMIN_FILE: &str = "admin.url";
+
 /// Which node and namespace.
 #[derive(clap::Args)]
 pub struct AdminArgs {
-    /// The node's admin API (`wasmfn up` and `wasmfn serve` print it at start).
-    #[arg(long, env = "WASMFN_ADMIN", default_value = "http://127.0.0.1:8081")]
-    admin: String,
+    /// The node's admin API (`wasmfn up` and `wasmfn serve` print it at start). Default: the running
+    /// `wasmfn up`'s, else `http://127.0.0.1:8081`.
+    #[arg(long, env = "WASMFN_ADMIN")]
+    admin: Option<String>,
+    /// The data folder of the `wasmfn up` to reach (when it is not the default one).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
     /// The function's namespace.
     #[arg(long, short, default_value = "default")]
     namespace: String,
 }
 
 impl AdminArgs {
+    fn admin_url(&self) -> String {
+        if let Some(a) = &self.admin {
+            return a.clone();
+        }
+        let dir = self.data_dir.clone().unwrap_or_else(crate::default_data_dir);
+        let recorded = std::fs::read_to_string(dir.join(ADMIN_FILE));
+        recorded.ok().map(|u| u.trim().to_string()).unwrap_or_else(|| "http://127.0.0.1:8081".into())
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -22,7 +38,7 @@ impl AdminArgs {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let url = format!("{}/v1/functions/{}/{name}{path}", self.admin.trim_end_matches('/'), self.namespace);
+        let url = format!("{}/v1/functions/{}/{name}{path}", self.admin_url().trim_end_matches('/'), self.namespace);
         let client = reqwest::Client::builder().no_proxy().build()?;
         let mut req = client.request(method, &url);
         if let Ok(token) = std::env::var("WASMFN_ADMIN_TOKEN") {

@@ -236,7 +236,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The data folder of `up` and `build`: the user's, not the daemon's.
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("wasmfn")
 }
 

@@ -137,6 +137,9 @@ async fn deploy_source(node: &Node, builder: &Arc<Builder>, source: &Source) -> 
         if d.changed {
             tracing::info!(function = %key, revision = %d.function.revision, "deployed");
         }
+        if let Some(note) = &d.note {
+            tracing::warn!(function = %key, "{note}");
+        }
         keys.push(key);
     }
     Ok(keys)
@@ -162,6 +165,11 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -
         }
     }
     announce(&listeners);
+    // `wasmfn revisions|traffic|rollback` find this node through it.
+    let admin_file = node.config().data_dir.join(crate::admin::ADMIN_FILE);
+    if let Err(e) = std::fs::write(&admin_file, format!("http://{}\n", listeners.admin_addr())) {
+        tracing::warn!(path = %admin_file.display(), error = %e, "cannot record the admin API address");
+    }
     for f in node.list() {
         let urls = node.urls(&f.namespace, &f.name);
         println!("  {}/{}: {}  {}", f.namespace, f.name, urls[0], urls[1]);
@@ -170,6 +178,7 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -
     let watcher = tokio::spawn(watch(node.clone(), builder, sources));
     node.serve(listeners, shutdown_signal()).await?;
     watcher.abort();
+    let _ = std::fs::remove_file(admin_file);
     Ok(())
 }
 
