@@ -2,7 +2,6 @@
 //! allocator fallback.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmfn_tests::eventually;
 use wasmfn_tests::guests::rust_guest;
