@@ -18,10 +18,14 @@
 //! assert_eq!(f.spec.limits.memory.bytes(), 64 << 20);
 //! ```
 
+mod events;
 mod quantity;
 mod spec;
 mod traffic;
 
+pub use events::{
+    BackoffPolicy, BrokerTrigger, CronSource, Delivery, Filter, NatsSink, NatsSource, Sink, Trigger, parse_schedule,
+};
 pub use quantity::Quantity;
 pub use spec::*;
 pub use traffic::{MAX_ROLLOUT, Rollout, TrafficTarget};

@@ -1,7 +1,7 @@
 //! The resource's fields and their rules.
 
 use crate::traffic::is_dns_label;
-use crate::{API_VERSION, KIND, ManifestError, Quantity, Rollout, TrafficTarget};
+use crate::{API_VERSION, KIND, ManifestError, Quantity, Rollout, TrafficTarget, Trigger};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -80,12 +80,17 @@ pub struct FunctionSpec {
     /// Shift the latest revision's share to a new revision gradually, and roll back on errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// Event sources: the namespace's broker (filtered), a cron schedule, a NATS JetStream subject. Changing
+    /// them creates no revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
 }
 
 impl FunctionSpec {
-    /// The part of the spec a revision captures: everything but the routing (`routes`, `traffic`, `rollout`).
+    /// The part of the spec a revision captures: everything but the routing (`routes`, `traffic`, `rollout`,
+    /// `triggers`).
     pub fn revision_config(&self) -> FunctionSpec {
-        FunctionSpec { routes: Vec::new(), traffic: Vec::new(), rollout: None, ..self.clone() }
+        FunctionSpec { routes: Vec::new(), traffic: Vec::new(), rollout: None, triggers: Vec::new(), ..self.clone() }
     }
 }
 
@@ -310,6 +315,7 @@ impl Function {
                 return Err(ManifestError::invalid(field, format!("`{}` is listed twice", r.path)));
             }
         }
-        self.validate_traffic()
+        self.validate_traffic()?;
+        crate::events::validate_triggers(&self.spec.triggers)
     }
 }

@@ -145,3 +145,65 @@ fn revision_names() {
         assert_eq!(f.revision_generation(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn triggers_filters_and_delivery() {
+    let f = Function::from_yaml(&with_spec(
+        r#"  component: a.wasm
+  triggers:
+    - name: orders
+      events:
+        filter:
+          all:
+            - exact: {type: com.example.order}
+            - any: [{prefix: {source: /shop}}, {suffix: {subject: .jpg}}]
+            - not: {exact: {priority: low}}
+      delivery: {retry: 2, backoffPolicy: linear, backoffDelay: 50ms, deadLetterSink: {function: dlq}}
+    - name: tick
+      cron: {schedule: "*/5 * * * *", timezone: Europe/Berlin, data: '{"x":1}'}
+    - name: q
+      nats: {url: "nats://127.0.0.1:4222", subject: "orders.>", stream: ORDERS, queueGroup: workers}
+      delivery: {deadLetterSink: {nats: {url: "nats://127.0.0.1:4222", subject: dead}}}
+"#,
+    ))
+    .unwrap();
+    assert_eq!(f.spec.revision_config().triggers, vec![]);
+    let t = &f.spec.triggers;
+    assert_eq!(t[0].delivery.backoff(2), std::time::Duration::from_millis(50));
+    assert_eq!(t[0].delivery.backoff(4), std::time::Duration::from_millis(150));
+    assert_eq!(t[1].delivery.retry, 10);
+    assert_eq!(t[1].delivery.backoff(4), std::time::Duration::from_millis(800));
+    let filter = t[0].events.as_ref().unwrap().filter.as_ref().unwrap();
+    let event = |attrs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| attrs.iter().find(|(n, _)| *n == k).map(|(_, v)| std::borrow::Cow::Borrowed(*v))
+    };
+    assert!(filter.matches(&event(&[("type", "com.example.order"), ("source", "/shop/1")])));
+    assert!(filter.matches(&event(&[("type", "com.example.order"), ("source", "/x"), ("subject", "a.jpg")])));
+    assert!(!filter.matches(&event(&[("type", "com.example.order"), ("source", "/x")])));
+    assert!(!filter.matches(&event(&[("type", "com.example.order"), ("source", "/shop"), ("priority", "low")])));
+    assert!(!filter.matches(&event(&[("type", "com.example.orders"), ("source", "/shop")])));
+
+    let err = |triggers: &str| {
+        Function::from_yaml(&with_spec(&format!("  component: a.wasm\n  triggers:\n{triggers}")))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("    - {name: a, cron: {schedule: '61 * * * *'}}\n");
+    assert!(e.contains("spec.triggers[0].cron") && e.contains("not a cron schedule"), "{e}");
+    let e = err("    - {name: a, cron: {schedule: '* * * * *', timezone: Mars/Base}}\n");
+    assert!(e.contains("not an IANA time zone"), "{e}");
+    let e = err("    - {name: a, events: {filter: {exakt: {type: x}}}}\n");
+    assert!(e.contains("exakt"), "{e}");
+    let e = err("    - {name: a, events: {filter: {any: []}}}\n");
+    assert!(e.contains("spec.triggers[0].events.filter") && e.contains("lists no filter"), "{e}");
+    let e = err("    - {name: a, events: {filter: {exact: {Type: x}}}}\n");
+    assert!(e.contains("not a CloudEvents attribute name"), "{e}");
+    let e = err("    - {name: a}\n");
+    assert!(e.contains("exactly one of"), "{e}");
+    let e = err("    - {name: a, events: {}}\n    - {name: a, events: {}}\n");
+    assert!(e.contains("spec.triggers[1].name") && e.contains("listed twice"), "{e}");
+    let e = err("    - {name: a, nats: {url: 'http://x', subject: s, stream: S}}\n");
+    assert!(e.contains("spec.triggers[0].nats.url"), "{e}");
+    let e = err("    - {name: a, events: {}, delivery: {deadLetterSink: {url: ftp://x}}}\n");
+    assert!(e.contains("deadLetterSink.url"), "{e}");
+}
