@@ -20,6 +20,43 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every ingress response.
 pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+/// The body of a request run on a revision: streamed from the ingress, or an event's buffered body. A concrete
+/// type (not a boxed body): the request futures must be provably `Send`.
+pub(crate) enum RequestBody {
+    Incoming(Incoming),
+    Buffered(Full<Bytes>),
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Incoming(b) => std::pin::Pin::new(b).poll_frame(cx),
+            RequestBody::Buffered(b) => {
+                std::pin::Pin::new(b).poll_frame(cx).map(|f| f.map(|r| r.map_err(|n| match n {})))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Incoming(b) => b.is_end_stream(),
+            RequestBody::Buffered(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            RequestBody::Incoming(b) => b.size_hint(),
+            RequestBody::Buffered(b) => b.size_hint(),
+        }
+    }
+}
 
 const REVISION_HEADER: &str = "x-wasmfn-revision";
 
@@ -39,7 +76,7 @@ pub(crate) fn json_error(status: StatusCode, message: &str, extra: serde_json::V
     resp
 }
 
-fn request_id(req: &Request<Incoming>) -> Arc<str> {
+fn request_id<B>(req: &Request<B>) -> Arc<str> {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 128) {
         Some(id) => id.into(),
@@ -49,7 +86,10 @@ fn request_id(req: &Request<Incoming>) -> Arc<str> {
 
 /// Handles one ingress request. Never fails: every problem becomes a status code.
 pub(crate) async fn handle(node: Node, req: Request<Incoming>) -> Response<ResponseBody> {
-    let started = Instant::now();
+    if let Some(namespace) = req.uri().path().strip_prefix(crate::events::BROKER_PREFIX) {
+        let namespace = namespace.trim_end_matches('/').to_string();
+        return crate::events::ingress(&node, &namespace, req).await;
+    }
     let table = node.shared.table.load();
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host());
     let Some(routed) = table.route(host, req.uri().path(), &node.shared.config.domain) else {
@@ -61,9 +101,19 @@ pub(crate) async fn handle(node: Node, req: Request<Incoming>) -> Response<Respo
         );
     };
     drop(table);
-    let revision = routed.revision;
+    run(&node, &routed.revision, req.map(RequestBody::Incoming), routed.strip).await
+}
+
+/// Runs one request on a revision (routed, or an event delivered in-process) and counts it.
+pub(crate) async fn run(
+    node: &Node,
+    revision: &Arc<Revision>,
+    req: Request<RequestBody>,
+    strip: usize,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
     let id = request_id(&req);
-    let mut resp = serve(&node, &revision, req, routed.strip, id.clone()).await;
+    let mut resp = serve(node, revision, req, strip, id.clone()).await;
     let stats = &revision.stats;
     stats.count(resp.status().as_u16());
     let elapsed = started.elapsed();
@@ -86,7 +136,7 @@ pub(crate) async fn handle(node: Node, req: Request<Incoming>) -> Response<Respo
 async fn serve(
     node: &Node,
     revision: &Arc<Revision>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     strip: usize,
     id: Arc<str>,
 ) -> Response<ResponseBody> {

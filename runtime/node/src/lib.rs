@@ -18,6 +18,7 @@ mod blobs;
 mod config;
 mod counters;
 mod engine;
+mod events;
 mod function;
 mod host;
 mod ingress;

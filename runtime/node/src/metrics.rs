@@ -23,6 +23,20 @@ pub(crate) struct StatusLabels {
     pub code: u16,
 }
 
+/// Labels of per-trigger event series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct EventLabels {
+    pub namespace: String,
+    pub function: String,
+    pub trigger: String,
+}
+
+/// Labels of per-namespace series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct NamespaceLabels {
+    pub namespace: String,
+}
+
 /// Labels of the rollout outcome counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RolloutLabels {
@@ -63,6 +77,13 @@ pub(crate) struct Metrics {
     pub in_flight: Family<FnLabels, Gauge>,
     pub guest_log_dropped: Family<FnLabels, Counter>,
     pub rollouts: Family<RolloutLabels, Counter>,
+    pub broker_events: Family<NamespaceLabels, Counter>,
+    pub events_received: Family<EventLabels, Counter>,
+    pub events_delivered: Family<EventLabels, Counter>,
+    pub events_retried: Family<EventLabels, Counter>,
+    pub events_dead_lettered: Family<EventLabels, Counter>,
+    pub events_dropped: Family<EventLabels, Counter>,
+    pub events_skipped: Family<EventLabels, Counter>,
     pub compile_seconds: Histogram,
     pub aot_hits: Counter,
     pub aot_misses: Counter,
@@ -88,6 +109,13 @@ impl Metrics {
             in_flight: Family::default(),
             guest_log_dropped: Family::default(),
             rollouts: Family::default(),
+            broker_events: Family::default(),
+            events_received: Family::default(),
+            events_delivered: Family::default(),
+            events_retried: Family::default(),
+            events_dead_lettered: Family::default(),
+            events_dropped: Family::default(),
+            events_skipped: Family::default(),
             compile_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
             aot_hits: Counter::default(),
             aot_misses: Counter::default(),
@@ -115,6 +143,25 @@ impl Metrics {
             m.guest_log_dropped.clone(),
         );
         r.register("rollouts", "Rollouts ended, by outcome (succeeded, rolled-back)", m.rollouts.clone());
+        r.register("broker_events", "Events posted to a namespace's broker", m.broker_events.clone());
+        r.register("events_received", "Events a trigger took for delivery", m.events_received.clone());
+        r.register("events_delivered", "Events a function answered with 2xx", m.events_delivered.clone());
+        r.register("events_retried", "Delivery attempts after a failed one", m.events_retried.clone());
+        r.register(
+            "events_dead_lettered",
+            "Events sent to the dead-letter sink after the last attempt failed",
+            m.events_dead_lettered.clone(),
+        );
+        r.register(
+            "events_dropped",
+            "Events given up on: every attempt failed and there is no dead-letter sink (or it failed too)",
+            m.events_dropped.clone(),
+        );
+        r.register(
+            "events_skipped",
+            "Cron runs skipped because the previous run was still being delivered",
+            m.events_skipped.clone(),
+        );
         r.register("compile_duration_seconds", "Time to compile a component to native code", m.compile_seconds.clone());
         r.register("aot_cache_hits", "Compiled components loaded from the on-disk AOT cache", m.aot_hits.clone());
         r.register("aot_cache_misses", "Compiled components not in the AOT cache (compiled)", m.aot_misses.clone());

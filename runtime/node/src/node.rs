@@ -119,6 +119,10 @@ pub(crate) struct Shared {
     /// Sequence of counter snapshots and the last one written: an older snapshot never overwrites a newer one.
     pub(crate) counter_snapshots: std::sync::atomic::AtomicU64,
     pub(crate) counters_written: Mutex<u64>,
+    /// Bumped on every table swap; the event sources follow it.
+    pub(crate) table_version: tokio::sync::watch::Sender<u64>,
+    /// NATS connections by server URL.
+    pub(crate) nats_clients: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
     epoch: Instant,
     _ticker: EpochTicker,
 }
@@ -163,6 +167,8 @@ impl Node {
             rolling_out: AtomicBool::new(false),
             counter_snapshots: std::sync::atomic::AtomicU64::new(0),
             counters_written: Mutex::new(0),
+            table_version: tokio::sync::watch::Sender::new(0),
+            nats_clients: tokio::sync::Mutex::default(),
             epoch: Instant::now(),
             _ticker: ticker,
             metrics,
@@ -523,6 +529,7 @@ impl Node {
         let rolling_out = table.functions.values().any(|s| s.state.rollout.is_some());
         self.shared.rolling_out.store(rolling_out, Ordering::Relaxed);
         self.shared.table.store(Arc::new(table));
+        self.shared.table_version.send_modify(|v| *v += 1);
     }
 
     /// Removes a function; in-flight requests finish. Returns whether it existed.

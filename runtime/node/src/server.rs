@@ -43,6 +43,7 @@ impl Node {
         let collector = tokio::spawn(self.clone().collect_garbage_periodically());
         let rollouts = tokio::spawn(self.clone().drive_rollouts());
         let counters = tokio::spawn(self.clone().save_counters_periodically());
+        let sources = tokio::spawn(self.clone().run_sources());
         let warm = tokio::spawn({
             let node = self.clone();
             async move { node.warm_up().await }
@@ -106,6 +107,7 @@ impl Node {
         collector.abort();
         rollouts.abort();
         counters.abort();
+        sources.abort();
         self.save_counters().await;
         warm.abort();
         tracing::info!("stopped");
