@@ -4,6 +4,7 @@
 #     offline (-Zbuild-std), where rustup cannot download the wasm32-wasip2 target;
 #   - Node.js, componentize-js and esbuild (npm) for JavaScript functions; componentize-py (PyPI) for Python;
 #   - docker-registry, skopeo and htpasswd (apache2-utils) for the OCI registry tests;
+#   - nats-server (JetStream) for the eventing tests;
 #   - wrk and hyperfine for the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc wrk hyperfine ca-certificates
-  docker-registry skopeo apache2-utils openssl git)
+  docker-registry skopeo apache2-utils openssl git nats-server)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
@@ -26,6 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The nats-server package may start a system server on :4222; the tests run their own on ephemeral ports.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled nats-server >/dev/null 2>&1; then
+  $SUDO systemctl disable --now nats-server >/dev/null 2>&1 || true
+fi
 # The package starts a system registry on :5000; the tests run their own on 127.0.0.1 ephemeral ports.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled docker-registry >/dev/null 2>&1; then
   $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true

@@ -6,6 +6,7 @@
 pub mod build;
 pub mod guests;
 pub mod load;
+pub mod nats;
 pub mod node;
 pub mod registry;
 

@@ -196,6 +196,8 @@ fn main() -> anyhow::Result<()> {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WASMFN_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -37,6 +37,65 @@ fn read_body(request: &IncomingRequest) -> Vec<u8> {
     out
 }
 
+fn header(request: &IncomingRequest, name: &str) -> Option<String> {
+    let values = request.headers().get(name);
+    values.first().map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn env_num(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// A CloudEvent in binary mode: logs one line the tests read back, then, as the env says, sleeps
+/// (`SLEEP_MS`), fails until attempt `FAIL_UNTIL_ATTEMPT` (every attempt with `FAIL_ALWAYS`), or replies
+/// with an event of type `REPLY_TYPE`.
+fn handle_event(request: IncomingRequest, out: ResponseOutparam) {
+    let h = |n: &str| header(&request, n).unwrap_or_default();
+    let attempt: u64 = h("x-wasmfn-delivery-attempt").parse().unwrap_or(1);
+    let data = String::from_utf8_lossy(&read_body(&request)).into_owned();
+    println!(
+        "event id={} type={} source={} time={} subject={} attempt={attempt} errorcode={} errordata={} now_ms={} data={data}",
+        h("ce-id"),
+        h("ce-type"),
+        h("ce-source"),
+        h("ce-time"),
+        h("ce-subject"),
+        h("ce-knativeerrorcode"),
+        h("ce-knativeerrordata"),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+    );
+    let _ = std::io::stdout().flush();
+    if let Some(ms) = env_num("SLEEP_MS") {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    if std::env::var("FAIL_ALWAYS").is_ok() || env_num("FAIL_UNTIL_ATTEMPT").is_some_and(|n| attempt < n) {
+        respond(out, 500, b"failing on purpose");
+        return;
+    }
+    if let Ok(ty) = std::env::var("REPLY_TYPE") {
+        let headers = Fields::new();
+        for (k, v) in [
+            ("ce-specversion", "1.0".to_string()),
+            ("ce-id", format!("reply-{}", h("ce-id"))),
+            ("ce-source", "/guest".to_string()),
+            ("ce-type", ty),
+            ("content-type", "text/plain".to_string()),
+        ] {
+            let _ = headers.set(k, &[v.into_bytes()]);
+        }
+        let response = OutgoingResponse::new(headers);
+        let outgoing = response.body().expect("response body");
+        ResponseOutparam::set(out, Ok(response));
+        {
+            let stream = outgoing.write().expect("body stream");
+            stream.blocking_write_and_flush(format!("reply to {}", h("ce-id")).as_bytes()).expect("write body");
+        }
+        OutgoingBody::finish(outgoing, None).expect("finish body");
+        return;
+    }
+    respond(out, 200, b"");
+}
+
 fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
     let headers = Fields::new();
     let _ = headers.set("content-type", &[b"text/plain".to_vec()]);
@@ -136,6 +195,7 @@ impl Guest for Handler {
                 let code: u16 = query_param(query, "code").and_then(|v| v.parse().ok()).unwrap_or(500);
                 respond(out, code, b"status");
             }
+            _ if header(&request, "ce-id").is_some() => handle_event(request, out),
             _ => {
                 let version = std::env::var("VERSION").unwrap_or_else(|_| "v0".into());
                 let greeting = format!("hello from rust {version}\n");
