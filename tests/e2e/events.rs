@@ -174,6 +174,15 @@ async fn the_broker_filters_before_dispatch_in_every_format_and_publishes_replie
     }
     let status = node.client.get(broker(&node)).send().await.unwrap().status().as_u16();
     assert_eq!(status, 405);
+    let resp = node
+        .client
+        .post(format!("http://{}/_events/nowhere", node.ingress))
+        .header("content-type", "application/cloudevents+json")
+        .body(internal)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404, "a namespace without functions");
     assert_eq!(total(&node, "wasmfn_events_received_total", "").await, 7.0);
 }
 
@@ -188,49 +197,62 @@ async fn failed_deliveries_are_retried_with_backoff_then_dead_lettered_or_droppe
     node.deploy_ok(&function("dlq", &[], None)).await;
     let nosink = "events: {filter: {exact: {type: nosink}}}, delivery: {retry: 1, backoffDelay: 10ms}";
     node.deploy_ok(&function("nosink", &[("FAIL_ALWAYS", "1")], Some(nosink))).await;
+    let rejects = "events: {filter: {exact: {type: rejected}}}, delivery: {retry: 5, backoffDelay: 10ms}";
+    node.deploy_ok(&function("rejects", &[("FAIL_ALWAYS", "1"), ("FAIL_STATUS", "400")], Some(rejects))).await;
+    let slowpoke = "events: {filter: {exact: {type: slow}}}, delivery: {retry: 1, backoffDelay: 10ms, timeout: 300ms, deadLetterSink: {function: dlq}}";
+    node.deploy_ok(&function("slowpoke", &[("SLEEP_MS", "5000")], Some(slowpoke))).await;
 
-    for (id, ty) in [("f1", "flaky"), ("x1", "broken"), ("n1", "nosink")] {
+    for (id, ty) in [("f1", "flaky"), ("x1", "broken"), ("n1", "nosink"), ("r1", "rejected"), ("t1", "slow")] {
         let headers = [("ce-specversion", "1.0"), ("ce-id", id), ("ce-source", "/test"), ("ce-type", ty)];
         let (status, body) = post(&node, "text/plain", "payload", &headers).await;
         assert_eq!(status, 202, "{body}");
     }
-    eventually(Duration::from_secs(30), "all deliveries settled", || async {
-        let settled = total(&node, "wasmfn_events_delivered_total", "function=\"flaky\"").await
-            + total(&node, "wasmfn_events_dead_lettered_total", "").await
-            + total(&node, "wasmfn_events_dropped_total", "").await;
-        (settled >= 3.0).then_some(())
+    let count = |all: &[Seen], f: &str| all.iter().filter(|s| s.function == f).count();
+    let all = eventually(Duration::from_secs(60), "every delivery settled in the logs", || async {
+        let logs = node.logs();
+        let all = seen(&logs);
+        let settled = count(&all, "flaky") == 3
+            && count(&all, "dlq") == 2
+            && logs.matches("event dropped: every attempt failed").count() == 2;
+        settled.then_some(all)
     })
     .await;
-    let all = seen(&node.logs());
     let attempts = |f: &str| -> Vec<(u64, u128)> {
-        all.iter()
+        let mut a: Vec<(u64, u128)> = all
+            .iter()
             .filter(|s| s.function == f)
             .map(|s| (s.get("attempt").parse().unwrap(), s.get("now_ms").parse().unwrap()))
-            .collect()
+            .collect();
+        a.sort();
+        a
     };
 
-    // Exponential backoff: 50 ms before the 2nd attempt, 100 ms before the 3rd, which succeeds.
-    let mut f = attempts("flaky");
-    f.sort();
+    // Knative's exponential backoff: 50 ms × 2 before the 2nd attempt, × 4 before the 3rd, which succeeds.
+    let f = attempts("flaky");
     assert_eq!(f.iter().map(|a| a.0).collect::<Vec<_>>(), [1, 2, 3], "{f:?}");
-    assert!(f[1].1 - f[0].1 >= 50 && f[2].1 - f[1].1 >= 100, "backoff too short: {f:?}");
+    assert!(f[1].1 - f[0].1 >= 100 && f[2].1 - f[1].1 >= 200, "backoff too short: {f:?}");
     assert_eq!(total(&node, "wasmfn_events_retried_total", "function=\"flaky\"").await, 2.0);
     assert_eq!(total(&node, "wasmfn_events_delivered_total", "function=\"flaky\"").await, 1.0);
 
     // Three attempts, then the dead letter carries the reason in Knative's extensions.
     assert_eq!(attempts("broken").len(), 3);
-    let dead = all.iter().find(|s| s.function == "dlq").expect("the dead letter reached dlq");
-    assert_eq!(dead.id(), "x1");
+    let dead = all.iter().find(|s| s.function == "dlq" && s.id() == "x1").expect("the dead letter reached dlq");
     assert_eq!(dead.get("errorcode"), "500");
     assert_eq!(dead.get("errordata"), "ZmFpbGluZyBvbiBwdXJwb3Nl", "base64 of the function's answer");
     assert_eq!(dead.data, "payload");
     assert_eq!(total(&node, "wasmfn_events_dead_lettered_total", "function=\"broken\"").await, 1.0);
-    assert!(node.logs().contains("event dead-lettered"), "{}", node.logs());
 
-    // No sink: logged and counted, not silent.
+    // A per-attempt timeout stops the guest: two attempts, then a 504 dead letter.
+    assert_eq!(attempts("slowpoke").len(), 2);
+    let timed_out =
+        all.iter().find(|s| s.function == "dlq" && s.id() == "t1").expect("the timed-out event reached dlq");
+    assert_eq!(timed_out.get("errorcode"), "504");
+
+    // No sink: logged and counted, not silent. A 4xx other than 404/408/409/429 is not retried.
     assert_eq!(attempts("nosink").len(), 2);
     assert_eq!(total(&node, "wasmfn_events_dropped_total", "function=\"nosink\"").await, 1.0);
-    assert!(node.logs().contains("event dropped: every attempt failed and the trigger has no deadLetterSink"));
+    assert_eq!(attempts("rejects").len(), 1, "a 400 would fail the same way again");
+    assert_eq!(total(&node, "wasmfn_events_dropped_total", "function=\"rejects\"").await, 1.0);
 }
 
 fn epoch_secs(rfc3339: &str) -> i64 {
@@ -242,7 +264,8 @@ async fn cron_triggers_fire_on_schedule_without_overlapping_runs() {
     let d = dir();
     let node = Arc::new(NodeProc::start(d.path(), ""));
     // Six fields: every second (the seconds field keeps the test short; five fields are minutes).
-    node.deploy_ok(&function("tick", &[], Some(r#"cron: {schedule: "* * * * * *", data: '{"n":1}'}"#))).await;
+    let every_second = r#"cron: {schedule: "* * * * * *", data: '{"n":1}', allowOverlap: true}"#;
+    node.deploy_ok(&function("tick", &[], Some(every_second))).await;
     node.deploy_ok(&function("slow", &[("SLEEP_MS", "2500")], Some(r#"cron: {schedule: "* * * * * *"}"#))).await;
 
     let ticks = eventually(Duration::from_secs(30), "4 cron runs", || async {
@@ -251,8 +274,9 @@ async fn cron_triggers_fire_on_schedule_without_overlapping_runs() {
     })
     .await;
     let times: Vec<i64> = ticks.iter().map(|s| epoch_secs(s.get("time"))).collect();
-    // One event per scheduled second: no gap, no duplicate.
-    assert!(times.windows(2).all(|w| w[1] - w[0] == 1), "{times:?}");
+    // One event per scheduled second, in order, never twice (a node too busy to wake in time may skip one).
+    assert!(times.windows(2).all(|w| w[1] > w[0]), "{times:?}");
+    assert!(times[times.len() - 1] - times[0] <= 2 * (times.len() as i64 - 1), "too many runs missed: {times:?}");
     for s in &ticks {
         assert_eq!(s.get("type"), "dev.wasmfn.cron");
         assert_eq!(s.get("source"), "/apis/wasmfn.dev/v1alpha1/namespaces/default/functions/tick/triggers/t");
@@ -279,7 +303,7 @@ async fn nats_messages_are_delivered_at_least_once_across_a_node_crash() {
         nats.url
     );
     let mut node = NodeProc::start(d.path(), "");
-    node.deploy_ok(&function("consumer", &[("SLEEP_MS", "20")], Some(&trigger))).await;
+    node.deploy_ok(&function("consumer", &[("SLEEP_MS", "200")], Some(&trigger))).await;
     node.wait_for_log("reading NATS JetStream", Duration::from_secs(30)).await;
 
     // A third-party client publishes into the stream and waits for JetStream's acknowledgements.

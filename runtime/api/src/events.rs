@@ -193,9 +193,9 @@ pub struct NatsSource {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum BackoffPolicy {
-    /// `backoffDelay × attempt`.
+    /// `backoffDelay × retry`.
     Linear,
-    /// `backoffDelay × 2^(attempt-1)`.
+    /// `backoffDelay × 2^retry`.
     #[default]
     Exponential,
 }
@@ -230,11 +230,12 @@ impl Delivery {
     }
 
     /// The wait before attempt `n` (2 for the first retry).
+    /// Knative's formulas for retry `k = n - 1`: linear `backoffDelay × k`, exponential `backoffDelay × 2^k`.
     pub fn backoff(&self, n: u32) -> Duration {
         let k = n.saturating_sub(1).max(1);
         match self.backoff_policy {
             BackoffPolicy::Linear => self.backoff_delay.saturating_mul(k),
-            BackoffPolicy::Exponential => self.backoff_delay.saturating_mul(1u32 << (k - 1).min(20)),
+            BackoffPolicy::Exponential => self.backoff_delay.saturating_mul(1u32 << k.min(20)),
         }
     }
 }
@@ -276,6 +277,8 @@ pub struct NatsSink {
     pub subject: String,
 }
 
+/// Most retries accepted.
+const MAX_RETRY: u32 = 100;
 /// Longest accepted backoff delay and attempt timeout.
 const MAX_DELAY: Duration = Duration::from_secs(3600);
 
@@ -322,7 +325,14 @@ pub(crate) fn validate_triggers(triggers: &[Trigger]) -> Result<(), ManifestErro
             f.validate(&at("events.filter"))?;
         }
         if let Some(c) = &t.cron {
-            parse_schedule(&c.schedule, c.timezone.as_deref()).map_err(|e| ManifestError::invalid(at("cron"), e))?;
+            let (cron, tz) = parse_schedule(&c.schedule, c.timezone.as_deref())
+                .map_err(|e| ManifestError::invalid(at("cron"), e))?;
+            // `0 0 30 2 *` parses but never fires.
+            let now = chrono::Utc::now().with_timezone(&tz);
+            if cron.find_next_occurrence(&now, false).is_err() {
+                let msg = format!("`{}` never fires", c.schedule);
+                return Err(ManifestError::invalid(at("cron.schedule"), msg));
+            }
         }
         if let Some(n) = &t.nats {
             nats_url(&n.url, &at("nats.url"))?;
@@ -339,6 +349,9 @@ pub(crate) fn validate_triggers(triggers: &[Trigger]) -> Result<(), ManifestErro
             }
         }
         let d = &t.delivery;
+        if d.retry > MAX_RETRY {
+            return Err(ManifestError::invalid(at("delivery.retry"), format!("must be at most {MAX_RETRY}")));
+        }
         if d.backoff_delay > MAX_DELAY || d.timeout.is_some_and(|t| t.is_zero() || t > MAX_DELAY) {
             return Err(ManifestError::invalid(
                 at("delivery"),

@@ -172,7 +172,9 @@ fn triggers_filters_and_delivery() {
     assert_eq!(t[0].delivery.backoff(2), std::time::Duration::from_millis(50));
     assert_eq!(t[0].delivery.backoff(4), std::time::Duration::from_millis(150));
     assert_eq!(t[1].delivery.retry, 10);
-    assert_eq!(t[1].delivery.backoff(4), std::time::Duration::from_millis(800));
+    assert_eq!(t[1].delivery.backoff(2), std::time::Duration::from_millis(400));
+    assert_eq!(t[1].delivery.backoff(4), std::time::Duration::from_millis(1600));
+    assert_eq!(t[1].delivery.backoff(u32::MAX), std::time::Duration::from_millis(200 << 20));
     let filter = t[0].events.as_ref().unwrap().filter.as_ref().unwrap();
     let event = |attrs: &'static [(&'static str, &'static str)]| {
         move |k: &str| attrs.iter().find(|(n, _)| *n == k).map(|(_, v)| std::borrow::Cow::Borrowed(*v))
@@ -190,6 +192,10 @@ fn triggers_filters_and_delivery() {
     };
     let e = err("    - {name: a, cron: {schedule: '61 * * * *'}}\n");
     assert!(e.contains("spec.triggers[0].cron") && e.contains("not a cron schedule"), "{e}");
+    let e = err("    - {name: a, cron: {schedule: '0 0 30 2 *'}}\n");
+    assert!(e.contains("spec.triggers[0].cron.schedule") && e.contains("never fires"), "{e}");
+    let e = err("    - {name: a, events: {}, delivery: {retry: 1000}}\n");
+    assert!(e.contains("spec.triggers[0].delivery.retry"), "{e}");
     let e = err("    - {name: a, cron: {schedule: '* * * * *', timezone: Mars/Base}}\n");
     assert!(e.contains("not an IANA time zone"), "{e}");
     let e = err("    - {name: a, events: {filter: {exakt: {type: x}}}}\n");

@@ -43,7 +43,7 @@ pub(crate) struct Egress {
     pub(crate) allow_loopback: bool,
 }
 
-fn prohibited(ip: IpAddr, allow_loopback: bool) -> bool {
+pub(crate) fn prohibited(ip: IpAddr, allow_loopback: bool) -> bool {
     match ip {
         IpAddr::V4(a) => (a.is_loopback() && !allow_loopback) || a.is_unspecified() || a.is_link_local(),
         IpAddr::V6(a) => match a.to_ipv4_mapped() {

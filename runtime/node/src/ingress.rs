@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -101,19 +101,23 @@ pub(crate) async fn handle(node: Node, req: Request<Incoming>) -> Response<Respo
         );
     };
     drop(table);
-    run(&node, &routed.revision, req.map(RequestBody::Incoming), routed.strip).await
+    run(&node, &routed.revision, req.map(RequestBody::Incoming), routed.strip, None).await
 }
 
-/// Runs one request on a revision (routed, or an event delivered in-process) and counts it.
+/// Runs one request on a revision (routed, or an event delivered in-process) and counts it. `timeout`
+/// shortens the function's own (an event delivery's per-attempt timeout): the guest is stopped at it.
 pub(crate) async fn run(
     node: &Node,
     revision: &Arc<Revision>,
     req: Request<RequestBody>,
     strip: usize,
+    timeout: Option<Duration>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let id = request_id(&req);
-    let mut resp = serve(node, revision, req, strip, id.clone()).await;
+    let timeout =
+        timeout.map_or(revision.function.spec.limits.timeout, |t| t.min(revision.function.spec.limits.timeout));
+    let mut resp = serve(node, revision, req, strip, id.clone(), timeout).await;
     let stats = &revision.stats;
     stats.count(resp.status().as_u16());
     let elapsed = started.elapsed();
@@ -139,6 +143,7 @@ async fn serve(
     req: Request<RequestBody>,
     strip: usize,
     id: Arc<str>,
+    timeout: Duration,
 ) -> Response<ResponseBody> {
     let limits = &revision.function.spec.limits;
     let max_body = limits.max_request_body.bytes();
@@ -147,7 +152,7 @@ async fn serve(
         return too_large(max_body);
     }
 
-    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     let (mut parts, body) = req.into_parts();
     let body = if declared.is_some() {
         // Hyper enforces the declared length; `Limited` is a second guard.
@@ -224,7 +229,7 @@ async fn serve(
     };
     let mut store = Store::new(&node.shared.engine, host);
     store.limiter(|h| &mut h.memory);
-    store.set_epoch_deadline(crate::engine::deadline_ticks(limits.timeout));
+    store.set_epoch_deadline(crate::engine::deadline_ticks(timeout));
     store.epoch_deadline_trap();
 
     let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -241,7 +246,6 @@ async fn serve(
     };
 
     let stats = revision.stats.clone();
-    let timeout = limits.timeout;
     let failure: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
     let task = tokio::task::spawn({
         let failure = failure.clone();
@@ -284,11 +288,11 @@ async fn serve(
                 Ok(Err(e)) => e,
                 Err(e) => wasmtime::format_err!("the guest task failed: {e}"),
             };
-            guest_failure(revision, &id, error)
+            guest_failure(revision, &id, timeout, error)
         }
         Err(_) => {
             task.abort();
-            guest_failure(revision, &id, Trap::Interrupt.into())
+            guest_failure(revision, &id, timeout, Trap::Interrupt.into())
         }
     }
 }
@@ -349,8 +353,8 @@ impl http_body::Body for GuestBody {
     }
 }
 
-fn guest_failure(revision: &Revision, id: &str, error: wasmtime::Error) -> Response<ResponseBody> {
-    let (status, message) = classify(&error, revision.function.spec.limits.timeout);
+fn guest_failure(revision: &Revision, id: &str, timeout: Duration, error: wasmtime::Error) -> Response<ResponseBody> {
+    let (status, message) = classify(&error, timeout);
     tracing::warn!(function = %revision.key(), revision = %revision.name, request_id = id, status = status.as_u16(), "{message}");
     revision.stats.set_error(message.clone());
     json_error(status, &message, serde_json::json!({ "requestId": id }))

@@ -84,6 +84,7 @@ pub(crate) struct Metrics {
     pub events_dead_lettered: Family<EventLabels, Counter>,
     pub events_dropped: Family<EventLabels, Counter>,
     pub events_skipped: Family<EventLabels, Counter>,
+    pub replies_dropped: Family<NamespaceLabels, Counter>,
     pub compile_seconds: Histogram,
     pub aot_hits: Counter,
     pub aot_misses: Counter,
@@ -116,6 +117,7 @@ impl Metrics {
             events_dead_lettered: Family::default(),
             events_dropped: Family::default(),
             events_skipped: Family::default(),
+            replies_dropped: Family::default(),
             compile_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
             aot_hits: Counter::default(),
             aot_misses: Counter::default(),
@@ -156,6 +158,11 @@ impl Metrics {
             "events_dropped",
             "Events given up on: every attempt failed and there is no dead-letter sink (or it failed too)",
             m.events_dropped.clone(),
+        );
+        r.register(
+            "event_replies_dropped",
+            "Reply events dropped because the node had too many deliveries in progress",
+            m.replies_dropped.clone(),
         );
         r.register(
             "events_skipped",

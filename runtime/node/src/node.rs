@@ -26,6 +26,9 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+/// Event deliveries (each holding its event, retrying for up to minutes) a node takes at once from its broker.
+const MAX_EVENT_DELIVERIES: usize = 10_000;
+
 /// A function as the node sees it: its current revision and counters.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -121,6 +124,8 @@ pub(crate) struct Shared {
     pub(crate) counters_written: Mutex<u64>,
     /// Bumped on every table swap; the event sources follow it.
     pub(crate) table_version: tokio::sync::watch::Sender<u64>,
+    /// Event deliveries in progress (broker and replies), capped so a flood is refused, not buffered.
+    pub(crate) event_slots: Arc<Semaphore>,
     /// NATS connections by server URL.
     pub(crate) nats_clients: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
     epoch: Instant,
@@ -169,6 +174,7 @@ impl Node {
             counters_written: Mutex::new(0),
             table_version: tokio::sync::watch::Sender::new(0),
             nats_clients: tokio::sync::Mutex::default(),
+            event_slots: Arc::new(Semaphore::new(MAX_EVENT_DELIVERIES)),
             epoch: Instant::now(),
             _ticker: ticker,
             metrics,

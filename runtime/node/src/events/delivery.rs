@@ -1,6 +1,6 @@
-//! Delivering one event to one trigger of a function: in-process attempts (each with a timeout, backoff in
-//! between) until a 2xx; then the dead-letter sink, with extensions saying why. A CloudEvent in a 2xx reply is
-//! published to the broker. A dropped event is logged and counted, never silent.
+//! Delivering one event to one trigger of a function: in-process attempts (each stopping the guest at the
+//! per-attempt timeout, backoff in between) until a 2xx; then the dead-letter sink, with extensions saying why.
+//! A CloudEvent in a 2xx reply is published to the broker. A dropped event is logged and counted, never silent.
 
 use super::to_request;
 use crate::metrics::EventLabels;
@@ -12,10 +12,12 @@ use http_body_util::BodyExt;
 use std::time::Duration;
 use wasmfn_api::{Delivery, Trigger};
 
-/// Largest reply body read back from a function.
+/// Largest reply event read back from a function.
 const MAX_REPLY: usize = 10 << 20;
 /// Longest error body carried into a dead letter (Knative's limit).
 const MAX_ERROR_DATA: usize = 1024;
+/// Time a dead-letter sink gets to take the event.
+const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where an event goes: one trigger of one function.
 #[derive(Clone, Debug)]
@@ -57,28 +59,60 @@ pub(crate) enum Outcome {
     Delivered,
     /// Every attempt failed; the dead-letter sink took the event.
     DeadLettered,
-    /// Every attempt failed and there was no sink (or it failed too).
+    /// Every attempt failed and the trigger has no sink: given up, logged and counted.
     Dropped,
+    /// Every attempt failed and the sink failed too: logged and counted; a source that can redeliver should.
+    SinkFailed,
+    /// The function or its trigger went away mid-delivery: not this node's event any more.
+    Abandoned,
 }
 
-/// Why an attempt failed: the status (500 for no answer) and what the function said.
+/// Why an attempt failed: the status (504 for no answer in time) and the start of the answer.
 struct Failure {
     code: u16,
-    data: String,
+    data: Bytes,
+}
+
+impl Failure {
+    fn new(code: u16, data: impl Into<Bytes>) -> Failure {
+        Failure { code, data: data.into() }
+    }
+
+    /// Knative retries these; another answer (a 400, a 413) would fail again the same way.
+    fn retryable(&self) -> bool {
+        self.code >= 500 || matches!(self.code, 404 | 408 | 409 | 429)
+    }
+
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.data)
+    }
 }
 
 impl Node {
+    /// Whether the function still has the trigger (a delivery in progress stops when it is removed).
+    fn has_trigger(&self, target: &Target) -> bool {
+        let table = self.shared.table.load();
+        table
+            .functions
+            .get(&target.key())
+            .is_some_and(|s| s.state.function.spec.triggers.iter().any(|t| t.name == target.trigger))
+    }
+
     /// Delivers `event` to `target`, retrying as its delivery spec says.
     pub(crate) async fn deliver(&self, target: &Target, event: Event) -> Outcome {
         let m = &self.shared.metrics;
         let labels = target.labels();
         m.events_received.get_or_create(&labels).inc();
-        let attempts = 1 + target.delivery.retry;
-        let mut failure = Failure { code: 500, data: String::new() };
+        let attempts = target.delivery.retry.saturating_add(1);
+        let mut failure = Failure::new(500, "");
         for attempt in 1..=attempts {
             if attempt > 1 {
-                m.events_retried.get_or_create(&labels).inc();
                 tokio::time::sleep(target.delivery.backoff(attempt)).await;
+                if !self.has_trigger(target) {
+                    tracing::info!(function = %target.key(), trigger = %target.trigger, id = event.id(), "delivery abandoned: the trigger was removed");
+                    return Outcome::Abandoned;
+                }
+                m.events_retried.get_or_create(&labels).inc();
             }
             match self.attempt(target, &event, attempt).await {
                 Ok(reply) => {
@@ -90,7 +124,11 @@ impl Node {
                 }
                 Err(f) => {
                     tracing::debug!(function = %target.key(), trigger = %target.trigger, id = event.id(), attempt, code = f.code, "delivery attempt failed");
+                    let retry = f.retryable();
                     failure = f;
+                    if !retry {
+                        break;
+                    }
                 }
             }
         }
@@ -102,38 +140,33 @@ impl Node {
         let revision = {
             let table = self.shared.table.load();
             let Some(service) = table.functions.get(&target.key()) else {
-                return Err(Failure { code: 404, data: format!("function {} does not exist", target.key()) });
+                return Err(Failure::new(404, format!("function {} does not exist", target.key())));
             };
             service.pick().clone()
         };
-        let timeout = target.delivery.timeout.unwrap_or(revision.function.spec.limits.timeout);
-        let mut req = to_request(event.clone()).map_err(|data| Failure { code: 400, data })?;
+        let mut req = to_request(event.clone()).map_err(|e| Failure::new(400, e))?;
         req.headers_mut().insert("x-wasmfn-delivery-attempt", attempt.into());
-        let call = async {
-            let resp = crate::ingress::run(self, &revision, req, 0).await;
-            let (parts, body) = resp.into_parts();
-            (parts, read_body(body, MAX_REPLY).await)
-        };
-        let (parts, body) = match tokio::time::timeout(timeout, call).await {
-            Ok(x) => x,
-            Err(_) => {
-                let t = humantime::format_duration(timeout);
-                return Err(Failure { code: 504, data: format!("no answer within the delivery timeout of {t}") });
-            }
-        };
-        let body = body.map_err(|e| Failure { code: 502, data: format!("the response failed: {e}") })?;
+        // The guest is stopped at the attempt's timeout (504), so a retry never runs next to a late attempt.
+        let resp = crate::ingress::run(self, &revision, req, 0, target.delivery.timeout).await;
+        let (parts, body) = resp.into_parts();
         if !parts.status.is_success() {
-            let data = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_DATA)]).into_owned();
+            let data = read_body(body, MAX_ERROR_DATA, true).await.unwrap_or_default();
             return Err(Failure { code: parts.status.as_u16(), data });
         }
         let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !parts.headers.contains_key("ce-specversion") && !ct.starts_with("application/cloudevents+json") {
+            // Delivered; the body is not needed (dropping it ends the response).
             return Ok(None);
         }
-        match cloudevents::binding::http::to_event(&parts.headers, body.to_vec()) {
+        let parsed = match read_body(body, MAX_REPLY, false).await {
+            Ok(body) => cloudevents::binding::http::to_event(&parts.headers, body.to_vec()).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match parsed {
             Ok(reply) => Ok(Some(reply)),
             Err(e) => {
-                tracing::warn!(function = %target.key(), "the reply looks like a CloudEvent but is not one: {e}");
+                // The function took the event; only its reply is lost.
+                tracing::warn!(function = %target.key(), "the reply looks like a CloudEvent but cannot be read: {e}");
                 Ok(None)
             }
         }
@@ -146,36 +179,41 @@ impl Node {
         let Some(sink) = &target.delivery.dead_letter_sink else {
             m.events_dropped.get_or_create(&labels).inc();
             tracing::error!(function = %key, trigger = %target.trigger, %id, code = failure.code, attempts,
-                "event dropped: every attempt failed and the trigger has no deadLetterSink: {}", failure.data);
+                "event dropped: every attempt failed and the trigger has no deadLetterSink: {}", failure.text());
             return Outcome::Dropped;
         };
         // Knative's extensions, so tools that read Knative dead letters read these.
-        let data = base64::engine::general_purpose::STANDARD.encode(failure.data.as_bytes());
+        let data = base64::engine::general_purpose::STANDARD.encode(&failure.data);
         event.set_extension("knativeerrordest", format!("function:{key}"));
         event.set_extension("knativeerrorcode", failure.code as i64);
         event.set_extension("knativeerrordata", data);
         event.set_extension("wasmfntrigger", target.trigger.clone());
         event.set_extension("wasmfnattempts", attempts as i64);
-        let sent = if let Some(f) = &sink.function {
-            self.dead_letter_to_function(&target.namespace, f, event).await
-        } else if let Some(url) = &sink.url {
-            dead_letter_to_url(url, event).await
-        } else if let Some(n) = &sink.nats {
-            self.publish_nats(&n.url, &n.subject, &event).await
-        } else {
-            Err("the deadLetterSink names no destination".into())
+        let send = async {
+            if let Some(f) = &sink.function {
+                self.dead_letter_to_function(&target.namespace, f, event).await
+            } else if let Some(url) = &sink.url {
+                self.dead_letter_to_url(url, event).await
+            } else if let Some(n) = &sink.nats {
+                self.publish_nats(&n.url, &n.subject, &event).await
+            } else {
+                Err("the deadLetterSink names no destination".into())
+            }
         };
+        let sent = tokio::time::timeout(SINK_TIMEOUT, send)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {SINK_TIMEOUT:?}")));
         match sent {
             Ok(()) => {
                 m.events_dead_lettered.get_or_create(&labels).inc();
                 tracing::warn!(function = %key, trigger = %target.trigger, %id, code = failure.code, attempts,
-                    "event dead-lettered: {}", failure.data);
+                    "event dead-lettered: {}", failure.text());
                 Outcome::DeadLettered
             }
             Err(e) => {
                 m.events_dropped.get_or_create(&labels).inc();
-                tracing::error!(function = %key, trigger = %target.trigger, %id, "event dropped: the deadLetterSink failed: {e}");
-                Outcome::Dropped
+                tracing::error!(function = %key, trigger = %target.trigger, %id, "event not dead-lettered: the deadLetterSink failed: {e}");
+                Outcome::SinkFailed
             }
         }
     }
@@ -189,12 +227,33 @@ impl Node {
                 .ok_or_else(|| format!("function {namespace}/{function} does not exist"))?;
             s.pick().clone()
         };
-        let resp = crate::ingress::run(self, &revision, to_request(event)?, 0).await;
+        let resp = crate::ingress::run(self, &revision, to_request(event)?, 0, None).await;
         if resp.status().is_success() {
             Ok(())
         } else {
             Err(format!("{namespace}/{function} answered {}", resp.status()))
         }
+    }
+
+    /// POSTs the event in binary mode; the destination must pass the node's egress policy, like guests'.
+    async fn dead_letter_to_url(&self, url: &str, event: Event) -> Result<(), String> {
+        let parsed: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let host = parsed.host().ok_or_else(|| format!("{url} has no host"))?;
+        let port = parsed.port_u16().unwrap_or(if parsed.scheme_str() == Some("https") { 443 } else { 80 });
+        let allow_loopback = self.shared.config.allow_loopback_egress;
+        let addrs =
+            tokio::net::lookup_host((host.trim_matches(['[', ']']), port)).await.map_err(|e| format!("{url}: {e}"))?;
+        for a in addrs {
+            if crate::host::prohibited(a.ip(), allow_loopback) {
+                return Err(format!("{url} resolves to {}, which the node's egress policy refuses", a.ip()));
+            }
+        }
+        let (parts, body) = to_request(event)?.into_parts();
+        let body: Bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let client = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;
+        let resp =
+            client.post(url).headers(parts.headers).body(body).send().await.map_err(|e| format!("{url}: {e}"))?;
+        if resp.status().is_success() { Ok(()) } else { Err(format!("{url} answered {}", resp.status())) }
     }
 
     /// Publishes an event in structured mode on a NATS subject, connecting on first use.
@@ -208,25 +267,21 @@ impl Node {
     }
 }
 
-/// Reads a response body up to `max` bytes.
-async fn read_body(mut body: crate::ingress::ResponseBody, max: usize) -> Result<Bytes, String> {
+/// Reads a response body up to `max` bytes; with `truncate`, the first `max` bytes of a longer one.
+async fn read_body(mut body: crate::ingress::ResponseBody, max: usize, truncate: bool) -> Result<Bytes, String> {
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > max {
+                if truncate {
+                    out.extend_from_slice(&data[..max - out.len()]);
+                    break;
+                }
                 return Err(format!("the response is larger than {max} bytes"));
             }
             out.extend_from_slice(&data);
         }
     }
     Ok(out.freeze())
-}
-
-async fn dead_letter_to_url(url: &str, event: Event) -> Result<(), String> {
-    let (parts, body) = to_request(event)?.into_parts();
-    let body: Bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
-    let resp = client.post(url).headers(parts.headers).body(body).send().await.map_err(|e| format!("{url}: {e}"))?;
-    if resp.status().is_success() { Ok(()) } else { Err(format!("{url} answered {}", resp.status())) }
 }

@@ -36,7 +36,8 @@ pub(crate) fn attribute<'a>(e: &'a Event, name: &str) -> Option<Cow<'a, str>> {
         "type" => Cow::Borrowed(e.ty()),
         "specversion" => Cow::Owned(e.specversion().to_string()),
         "subject" => Cow::Borrowed(e.subject()?),
-        "time" => Cow::Owned(e.time()?.to_rfc3339()),
+        // As sent: `Z`, not `+00:00`, so `suffix`/`exact` filters on time behave as users expect.
+        "time" => Cow::Owned(e.time()?.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         "datacontenttype" => Cow::Borrowed(e.datacontenttype()?),
         "dataschema" => Cow::Owned(e.dataschema()?.to_string()),
         ext => Cow::Owned(e.extension(ext)?.to_string()),
@@ -83,11 +84,31 @@ pub(crate) async fn ingress(
         Ok(e) => e,
         Err(msg) => return json_error(StatusCode::BAD_REQUEST, &msg, serde_json::json!({})),
     };
-    let mut matched = 0;
-    for event in &events {
-        matched += node.publish(namespace, event.clone());
+    let prefix = format!("{namespace}/");
+    if !node.shared.table.load().functions.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix)) {
+        let msg = format!("no function in namespace `{namespace}`, so no trigger for these events");
+        return json_error(StatusCode::NOT_FOUND, &msg, serde_json::json!({}));
     }
-    let body = serde_json::json!({ "accepted": events.len(), "deliveries": matched }).to_string();
+    // All or nothing: a batch is refused whole (503) rather than half delivered when the node is saturated.
+    let plans: Vec<Vec<Target>> = events.iter().map(|e| node.matching(namespace, e)).collect();
+    let wanted: usize = plans.iter().map(Vec::len).sum();
+    let Some(permits) = node.delivery_permits(wanted) else {
+        let msg = "too many event deliveries in progress on this node; retry later";
+        let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, msg, serde_json::json!({}));
+        resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        return resp;
+    };
+    let accepted = events.len();
+    let mut permits = permits.into_iter();
+    let mut matched = 0;
+    for (event, targets) in events.into_iter().zip(plans) {
+        node.count_broker_event(namespace);
+        for target in targets {
+            matched += 1;
+            node.spawn_delivery(target, event.clone(), permits.next());
+        }
+    }
+    let body = serde_json::json!({ "accepted": accepted, "deliveries": matched }).to_string();
     let mut resp =
         http::Response::new(http_body_util::Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed_unsync());
     *resp.status_mut() = StatusCode::ACCEPTED;
@@ -96,28 +117,61 @@ pub(crate) async fn ingress(
 }
 
 impl Node {
-    /// Delivers an event to every broker trigger of `namespace` whose filter matches; returns how many.
-    pub(crate) fn publish(&self, namespace: &str, event: Event) -> usize {
-        let m = &self.shared.metrics;
-        m.broker_events.get_or_create(&crate::metrics::NamespaceLabels { namespace: namespace.into() }).inc();
+    /// The broker triggers of `namespace` whose filter matches `event`.
+    fn matching(&self, namespace: &str, event: &Event) -> Vec<Target> {
         let table = self.shared.table.load();
         let prefix = format!("{namespace}/");
-        let mut matched = 0;
+        let mut targets = Vec::new();
         for (key, service) in table.functions.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
             for trigger in &service.state.function.spec.triggers {
                 let Some(events) = &trigger.events else { continue };
-                if events.filter.as_ref().is_none_or(|f| f.matches(&|name| attribute(&event, name))) {
-                    matched += 1;
-                    let target = Target::new(key, trigger);
-                    let (node, event) = (self.clone(), event.clone());
-                    tokio::spawn(async move { node.deliver(&target, event).await });
+                if events.filter.as_ref().is_none_or(|f| f.matches(&|name| attribute(event, name))) {
+                    targets.push(Target::new(key, trigger));
                 }
             }
         }
-        if matched == 0 {
-            tracing::debug!(namespace, id = event.id(), ty = event.ty(), "no trigger matches the event");
+        targets
+    }
+
+    /// `n` delivery slots, or none when the node's cap on deliveries in progress would be passed.
+    fn delivery_permits(&self, n: usize) -> Option<Vec<tokio::sync::OwnedSemaphorePermit>> {
+        let slots = &self.shared.event_slots;
+        let permits: Vec<_> = (0..n).map_while(|_| slots.clone().try_acquire_owned().ok()).collect();
+        (permits.len() == n).then_some(permits)
+    }
+
+    fn count_broker_event(&self, namespace: &str) {
+        let labels = crate::metrics::NamespaceLabels { namespace: namespace.into() };
+        self.shared.metrics.broker_events.get_or_create(&labels).inc();
+    }
+
+    fn spawn_delivery(&self, target: Target, event: Event, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let _slot = permit;
+            node.deliver(&target, event).await
+        });
+    }
+
+    /// Delivers an event to every matching broker trigger of `namespace` (a reply); returns how many.
+    pub(crate) fn publish(&self, namespace: &str, event: Event) -> usize {
+        let targets = self.matching(namespace, &event);
+        let Some(permits) = self.delivery_permits(targets.len()) else {
+            let labels = crate::metrics::NamespaceLabels { namespace: namespace.into() };
+            self.shared.metrics.replies_dropped.get_or_create(&labels).inc();
+            tracing::error!(
+                namespace,
+                id = event.id(),
+                "reply event dropped: too many deliveries in progress on this node"
+            );
+            return 0;
+        };
+        self.count_broker_event(namespace);
+        let n = targets.len();
+        for (target, permit) in targets.into_iter().zip(permits) {
+            self.spawn_delivery(target, event.clone(), Some(permit));
         }
-        matched
+        n
     }
 
     /// Publishes a function's reply to its namespace's broker, unless it has gone round too often.

@@ -116,14 +116,20 @@ impl Node {
     async fn run_nats(self, key: String, trigger: Trigger) {
         let Some(n) = &trigger.nats else { return };
         let target = Target::new(&key, &trigger);
-        let durable = n
-            .queue_group
-            .clone()
-            .unwrap_or_else(|| format!("wasmfn-{}-{}-{}", target.namespace, target.function, trigger.name));
+        // A queue group is shared within the namespace only.
+        let durable = match &n.queue_group {
+            Some(group) => format!("wasmfn-{}-{group}", target.namespace),
+            None => format!("wasmfn-{}-{}-{}", target.namespace, target.function, trigger.name),
+        };
+        // Across reconnects: deliveries of an earlier connection still count.
+        let limit = Arc::new(tokio::sync::Semaphore::new(NATS_CONCURRENCY));
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.consume(n, &durable, &target).await {
-                Ok(()) => backoff = Duration::from_millis(200),
+            match self.consume(n, &durable, &target, &limit).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    tokio::time::sleep(backoff).await;
+                }
                 Err(e) => {
                     tracing::warn!(function = %key, trigger = %trigger.name, "NATS source: {e}; retrying in {backoff:?}");
                     tokio::time::sleep(backoff).await;
@@ -135,7 +141,13 @@ impl Node {
 
     /// Reads the durable consumer until the connection ends; acknowledges each message once delivered (or
     /// dead-lettered), so a node that dies mid-delivery leaves it to be redelivered.
-    async fn consume(&self, n: &NatsSource, durable: &str, target: &Target) -> Result<(), String> {
+    async fn consume(
+        &self,
+        n: &NatsSource,
+        durable: &str,
+        target: &Target,
+        limit: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<(), String> {
         use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
         let client = self.nats(&n.url).await?;
         let js = jetstream::new(client);
@@ -148,14 +160,20 @@ impl Node {
                     durable_name: Some(durable.to_string()),
                     filter_subject: n.subject.clone(),
                     ack_wait: ACK_WAIT,
+                    // JetStream hands out no more than the node works on, so none waits unacknowledged.
+                    max_ack_pending: NATS_CONCURRENCY as i64,
                     ..Default::default()
                 },
             )
             .await
             .map_err(|e| format!("consumer {durable}: {e}"))?;
         tracing::info!(function = %format!("{}/{}", target.namespace, target.function), stream = %n.stream, consumer = durable, "reading NATS JetStream");
-        let mut messages = consumer.messages().await.map_err(|e| format!("consumer {durable}: {e}"))?;
-        let limit = Arc::new(tokio::sync::Semaphore::new(NATS_CONCURRENCY));
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(NATS_CONCURRENCY)
+            .messages()
+            .await
+            .map_err(|e| format!("consumer {durable}: {e}"))?;
         while let Some(msg) = messages.next().await {
             let msg = Arc::new(msg.map_err(|e| format!("reading {durable}: {e}"))?);
             let Ok(permit) = limit.clone().acquire_owned().await else { break };
@@ -164,21 +182,26 @@ impl Node {
             tokio::spawn(async move {
                 let _permit = permit;
                 // Tells JetStream the message is still being worked on, so it is not redelivered meanwhile.
+                // Stopped when dropped, whatever ends the delivery.
                 let progress = {
                     let msg = msg.clone();
-                    tokio::spawn(async move {
+                    Task(tokio::spawn(async move {
                         loop {
                             tokio::time::sleep(ACK_WAIT / 2).await;
                             let _ = msg.ack_with(AckKind::Progress).await;
                         }
-                    })
+                    }))
                 };
                 let outcome = node.deliver(&target, event).await;
-                progress.abort();
+                drop(progress);
                 let ack = match outcome {
                     Outcome::Delivered | Outcome::DeadLettered => msg.double_ack().await,
-                    // Given up on and counted: do not let JetStream redeliver it forever.
+                    // Given up on, logged and counted: JetStream must not redeliver it forever.
                     Outcome::Dropped => msg.ack_with(AckKind::Term).await,
+                    // The sink failed, or the trigger left this node: another try (or consumer) may do better.
+                    Outcome::SinkFailed | Outcome::Abandoned => {
+                        msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await
+                    }
                 };
                 if let Err(e) = ack {
                     tracing::warn!(function = %format!("{}/{}", target.namespace, target.function), "NATS ack failed (the message will be redelivered): {e}");
@@ -190,17 +213,16 @@ impl Node {
 
     /// A NATS client per server URL, connected on first use (it reconnects by itself afterwards).
     pub(crate) async fn nats(&self, url: &str) -> Result<async_nats::Client, String> {
-        let mut clients = self.shared.nats_clients.lock().await;
-        if let Some(c) = clients.get(url) {
+        if let Some(c) = self.shared.nats_clients.lock().await.get(url) {
             return Ok(c.clone());
         }
+        // Connected without the lock, so a server that is down does not hold up the others.
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .connect(url)
             .await
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-        clients.insert(url.to_string(), client.clone());
-        Ok(client)
+        Ok(self.shared.nats_clients.lock().await.entry(url.to_string()).or_insert(client).clone())
     }
 }
 

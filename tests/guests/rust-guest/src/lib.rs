@@ -47,7 +47,8 @@ fn env_num(name: &str) -> Option<u64> {
 }
 
 /// A CloudEvent in binary mode: logs one line the tests read back, then, as the env says, sleeps
-/// (`SLEEP_MS`), fails until attempt `FAIL_UNTIL_ATTEMPT` (every attempt with `FAIL_ALWAYS`), or replies
+/// (`SLEEP_MS`), fails with 500 (or `FAIL_STATUS`) until attempt `FAIL_UNTIL_ATTEMPT` (every attempt with
+/// `FAIL_ALWAYS`), or replies
 /// with an event of type `REPLY_TYPE`.
 fn handle_event(request: IncomingRequest, out: ResponseOutparam) {
     let h = |n: &str| header(&request, n).unwrap_or_default();
@@ -69,7 +70,8 @@ fn handle_event(request: IncomingRequest, out: ResponseOutparam) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     if std::env::var("FAIL_ALWAYS").is_ok() || env_num("FAIL_UNTIL_ATTEMPT").is_some_and(|n| attempt < n) {
-        respond(out, 500, b"failing on purpose");
+        let status = env_num("FAIL_STATUS").map_or(500, |s| s as u16);
+        respond(out, status, b"failing on purpose");
         return;
     }
     if let Ok(ty) = std::env::var("REPLY_TYPE") {
