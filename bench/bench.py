@@ -132,10 +132,11 @@ def to_ms(text):
     return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 
 
-def wrk(url, connections, seconds):
+def wrk(url, connections, seconds, script=None):
     threads = min(connections, 2)
+    extra = ["-s", script] if script else []
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", url],
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", *extra, url],
         capture_output=True,
         text=True,
         check=True,
@@ -389,6 +390,57 @@ def revisions(args, results):
         wf.stop()
 
 
+POST_EVENT_LUA = """
+wrk.method = "POST"
+wrk.body = '{"order": 1}'
+wrk.headers["content-type"] = "application/json"
+wrk.headers["ce-specversion"] = "1.0"
+wrk.headers["ce-id"] = "bench"
+wrk.headers["ce-source"] = "/bench"
+wrk.headers["ce-type"] = "dev.wasmfn.bench"
+"""
+
+
+def events(args, results):
+    """Events through the broker (accepted, filtered, delivered in-process) against the same binary-mode event
+    POSTed straight to the function, and to `wasmtime serve`."""
+    script = os.path.join(tempfile.mkdtemp(prefix="wasmfn-bench-"), "post-event.lua")
+    with open(script, "w") as f:
+        f.write(POST_EVENT_LUA)
+    wt = WasmtimeServe(args.wasmtime, args.component)
+    wf = Wasmfn(args.wasmfn)
+    trigger = "  triggers:\n    - {name: t, events: {filter: {exact: {type: dev.wasmfn.bench}}}, delivery: {retry: 0}}\n"
+    wf.deploy("sink", args.component, trigger)
+    broker = f"http://{wf.ingress}/_events/default"
+    delivered = lambda: metric(wf.metrics(), "wasmfn_events_delivered_total", 'function="sink"')
+    out = results["events"] = {}
+    try:
+        for c in [c for c in args.connections if c in (16, 64)] or args.connections[:1]:
+            row = {}
+            for rnd in range(args.rounds):
+                for name, url in (("wasmtime", wt.url()), ("direct", wf.url("sink"))):
+                    wrk(url, c, 2, script)
+                    row.setdefault(name, []).append(wrk(url, c, args.seconds, script)["rps"])
+                # The broker answers 202 before delivering: count what was delivered in the window, after it drains.
+                wrk(broker, c, 2, script)
+                wait_until(lambda: metric(wf.metrics(), "wasmfn_events_received_total", 'function="sink"') <= delivered() + 0, 60, "drain")
+                before, started = delivered(), time.monotonic()
+                r = wrk(broker, c, args.seconds, script)
+                wait_until(lambda: metric(wf.metrics(), "wasmfn_events_received_total", 'function="sink"') <= delivered(), 60, "drain")
+                row.setdefault("broker", []).append((delivered() - before) / (time.monotonic() - started))
+                row.setdefault("broker_503", []).append(r["non2xx"])
+            med = {k: sorted(v)[len(v) // 2] for k, v in row.items()}
+            med["broker_vs_direct"] = med["broker"] / med["direct"]
+            med["broker_vs_wasmtime"] = med["broker"] / med["wasmtime"]
+            out[str(c)] = med
+            print(f"c={c:<4} wasmtime serve {med['wasmtime']:>8.0f} req/s | wasmfn direct {med['direct']:>8.0f} req/s | "
+                  f"wasmfn broker {med['broker']:>8.0f} delivered/s (503s {med['broker_503']}) | broker/direct "
+                  f"x{med['broker_vs_direct']:.2f}, broker/wasmtime x{med['broker_vs_wasmtime']:.2f}", flush=True)
+    finally:
+        wt.stop()
+        wf.stop()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--wasmfn", required=True)
@@ -401,7 +453,7 @@ def main():
     p.add_argument("--cold-samples", type=int, default=30)
     p.add_argument("--functions", type=int, default=1000)
     p.add_argument("--quick", action="store_true", help="short runs for a smoke test")
-    p.add_argument("--only", choices=["throughput", "cold", "density", "revisions"])
+    p.add_argument("--only", choices=["throughput", "cold", "density", "revisions", "events"])
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
     args = p.parse_args()
     if args.quick:
@@ -418,6 +470,8 @@ def main():
         density(args, results)
     if args.only in (None, "revisions"):
         revisions(args, results)
+    if args.only in (None, "events"):
+        events(args, results)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"results written to {args.out}")
