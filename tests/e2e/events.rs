@@ -345,5 +345,10 @@ async fn nats_messages_are_delivered_at_least_once_across_a_node_crash() {
         (m7.get("type"), m7.get("subject"), m7.data.as_str()),
         ("dev.wasmfn.nats.message", "orders.7", "order 7")
     );
+
+    // The durable consumer keeps its filter: a changed subject is reported, not silently ignored.
+    let moved = trigger.replace("orders.>", "orders.new.>");
+    node.deploy_ok(&function("consumer", &[("SLEEP_MS", "200")], Some(&moved))).await;
+    node.wait_for_log("reads `orders.>`, not `orders.new.>`", Duration::from_secs(30)).await;
     drop(nats);
 }

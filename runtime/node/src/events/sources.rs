@@ -167,6 +167,14 @@ impl Node {
             )
             .await
             .map_err(|e| format!("consumer {durable}: {e}"))?;
+        // A durable consumer keeps the filter it was created with (nats-server 2.9 cannot update it here).
+        let filter = &consumer.cached_info().config.filter_subject;
+        if *filter != n.subject {
+            return Err(format!(
+                "the durable consumer {durable} of stream {} reads `{filter}`, not `{}`; delete it (`nats consumer rm {} {durable}`) or rename the trigger",
+                n.stream, n.subject, n.stream
+            ));
+        }
         tracing::info!(function = %format!("{}/{}", target.namespace, target.function), stream = %n.stream, consumer = durable, "reading NATS JetStream");
         let mut messages = consumer
             .stream()
