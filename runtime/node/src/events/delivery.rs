@@ -39,7 +39,7 @@ impl Target {
         }
     }
 
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.function)
     }
 
@@ -89,6 +89,13 @@ impl Failure {
 }
 
 impl Node {
+    /// A revision of `ns/name` for one delivery, by the function's traffic split.
+    fn pick(&self, key: &str) -> Result<std::sync::Arc<crate::function::Revision>, String> {
+        let table = self.shared.table.load();
+        let service = table.functions.get(key).ok_or_else(|| format!("function {key} does not exist"))?;
+        Ok(service.pick().clone())
+    }
+
     /// Whether the function still has the trigger (a delivery in progress stops when it is removed).
     fn has_trigger(&self, target: &Target) -> bool {
         let table = self.shared.table.load();
@@ -137,13 +144,7 @@ impl Node {
 
     /// One attempt: the function's answer, and the CloudEvent it replied with, if any.
     async fn attempt(&self, target: &Target, event: &Event, attempt: u32) -> Result<Option<Event>, Failure> {
-        let revision = {
-            let table = self.shared.table.load();
-            let Some(service) = table.functions.get(&target.key()) else {
-                return Err(Failure::new(404, format!("function {} does not exist", target.key())));
-            };
-            service.pick().clone()
-        };
+        let revision = self.pick(&target.key()).map_err(|e| Failure::new(404, e))?;
         let mut req = to_request(event.clone()).map_err(|e| Failure::new(400, e))?;
         req.headers_mut().insert("x-wasmfn-delivery-attempt", attempt.into());
         // The guest is stopped at the attempt's timeout (504), so a retry never runs next to a late attempt.
@@ -219,14 +220,7 @@ impl Node {
     }
 
     async fn dead_letter_to_function(&self, namespace: &str, function: &str, event: Event) -> Result<(), String> {
-        let revision = {
-            let table = self.shared.table.load();
-            let s = table
-                .functions
-                .get(&format!("{namespace}/{function}"))
-                .ok_or_else(|| format!("function {namespace}/{function} does not exist"))?;
-            s.pick().clone()
-        };
+        let revision = self.pick(&format!("{namespace}/{function}"))?;
         let resp = crate::ingress::run(self, &revision, to_request(event)?, 0, None).await;
         if resp.status().is_success() {
             Ok(())

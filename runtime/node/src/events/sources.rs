@@ -175,7 +175,7 @@ impl Node {
                 n.stream, n.subject, n.stream
             ));
         }
-        tracing::info!(function = %format!("{}/{}", target.namespace, target.function), stream = %n.stream, consumer = durable, "reading NATS JetStream");
+        tracing::info!(function = %target.key(), stream = %n.stream, consumer = durable, "reading NATS JetStream");
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(NATS_CONCURRENCY)
@@ -212,7 +212,7 @@ impl Node {
                     }
                 };
                 if let Err(e) = ack {
-                    tracing::warn!(function = %format!("{}/{}", target.namespace, target.function), "NATS ack failed (the message will be redelivered): {e}");
+                    tracing::warn!(function = %target.key(), "NATS ack failed (the message will be redelivered): {e}");
                 }
             });
         }
