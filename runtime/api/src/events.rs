@@ -2,14 +2,16 @@
 //! namespace's broker (filtered, like a Knative Trigger), on a cron schedule (like a PingSource) or from a NATS
 //! JetStream subject, with retries and a dead-letter sink.
 
+use crate::DURATION_PATTERN;
 use crate::ManifestError;
 use crate::traffic::is_dns_label;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One source of events for the function. Exactly one of `events`, `cron` and `nats` is set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Trigger {
     /// Unique among the function's triggers (a DNS label); names the trigger in metrics and dead letters.
@@ -29,7 +31,7 @@ pub struct Trigger {
 }
 
 /// Events from the broker: all of them, or those that pass `filter`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BrokerTrigger {
     /// Which events; none means every event of the namespace.
@@ -54,6 +56,41 @@ pub enum Filter {
     Any(Vec<Filter>),
     /// The filter does not pass.
     Not(Box<Filter>),
+}
+
+/// Levels of `all`/`any`/`not` the CRD schema spells out; deeper filters are checked by the operator and node.
+const FILTER_SCHEMA_DEPTH: usize = 3;
+
+impl JsonSchema for Filter {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Filter".into()
+    }
+
+    /// Expanded a few levels deep: a CRD schema may not refer to itself.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        fn level(depth: usize) -> serde_json::Value {
+            if depth == 0 {
+                return serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+            }
+            let attrs = serde_json::json!({"type": "object", "additionalProperties": {"type": "string"}});
+            let list = serde_json::json!({"type": "array", "maxItems": 32, "items": level(depth - 1)});
+            serde_json::json!({
+                "type": "object",
+                "description": "one of exact, prefix, suffix (attribute: value), all, any (lists of filters), not",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "properties": {
+                    "exact": attrs, "prefix": attrs, "suffix": attrs,
+                    "all": list, "any": list, "not": level(depth - 1),
+                }
+            })
+        }
+        schemars::Schema::try_from(level(FILTER_SCHEMA_DEPTH)).expect("an object schema")
+    }
 }
 
 /// The YAML/JSON shape of a [`Filter`].
@@ -153,7 +190,7 @@ impl Filter {
 }
 
 /// A `dev.wasmfn.cron` event on a schedule, like Knative's PingSource.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CronSource {
     /// A 5-field cron expression (`*/5 * * * *`), or 6 fields with seconds first; `@hourly` and the like.
@@ -174,7 +211,7 @@ pub struct CronSource {
 
 /// Messages of a NATS JetStream subject, read through a durable consumer and acknowledged only after the
 /// function answered 2xx (at least once).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NatsSource {
     /// The NATS server, `nats://host:port`.
@@ -190,7 +227,7 @@ pub struct NatsSource {
 }
 
 /// How retries wait.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum BackoffPolicy {
     /// `backoffDelay × retry`.
@@ -201,7 +238,7 @@ pub enum BackoffPolicy {
 }
 
 /// How an event is delivered: Knative's delivery spec.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Delivery {
     /// Attempts after the first one fails (a status other than 2xx, or no answer in time).
@@ -211,9 +248,11 @@ pub struct Delivery {
     #[serde(default)]
     pub backoff_policy: BackoffPolicy,
     /// The first wait.
+    #[schemars(with = "String", regex(pattern = DURATION_PATTERN))]
     #[serde(default = "Delivery::default_backoff_delay", with = "humantime_serde")]
     pub backoff_delay: Duration,
     /// Time one attempt may take; the function's `limits.timeout` when absent.
+    #[schemars(with = "Option<String>", regex(pattern = DURATION_PATTERN))]
     #[serde(default, skip_serializing_if = "Option::is_none", with = "humantime_serde")]
     pub timeout: Option<Duration>,
     /// Where an event goes after the last failed attempt, with extensions saying why.
@@ -253,7 +292,7 @@ impl Default for Delivery {
 }
 
 /// A dead-letter sink: exactly one of a function, a URL and a NATS subject.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sink {
     /// A function of the same namespace, by name.
@@ -268,7 +307,7 @@ pub struct Sink {
 }
 
 /// A NATS subject to publish to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NatsSink {
     /// The NATS server, `nats://host:port`.

@@ -20,6 +20,8 @@
 
 mod events;
 mod quantity;
+mod resource;
+mod source;
 mod spec;
 mod traffic;
 
@@ -27,6 +29,8 @@ pub use events::{
     BackoffPolicy, BrokerTrigger, CronSource, Delivery, Filter, NatsSink, NatsSource, Sink, Trigger, parse_schedule,
 };
 pub use quantity::Quantity;
+pub use resource::{Condition, NodeStatus, condition, crd, structural_problems};
+pub use source::{GitSource, INLINE_DIR, InlineSource, S3Source, SecretRef, Source};
 pub use spec::*;
 pub use traffic::{MAX_ROLLOUT, Rollout, TrafficTarget};
 
@@ -34,6 +38,9 @@ use serde::de::DeserializeOwned;
 
 /// The API group and version of every wasmfn resource.
 pub const API_VERSION: &str = "wasmfn.dev/v1alpha1";
+/// What a duration looks like in a manifest (humantime: `10s`, `1h 30m`, `250ms`).
+pub(crate) const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*[a-zµ]+\s*)+$";
+
 /// The kind of the function resource.
 pub const KIND: &str = "Function";
 

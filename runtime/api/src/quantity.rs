@@ -72,3 +72,21 @@ impl<'de> Deserialize<'de> for Quantity {
         }
     }
 }
+
+impl schemars::JsonSchema for Quantity {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+
+    /// Like Kubernetes' own quantities: a string (`128Mi`) or an integer.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "description": "bytes: an integer, or one with a suffix Ki, Mi, Gi, Ti, k, M, G, T (128Mi)"
+        })
+    }
+}

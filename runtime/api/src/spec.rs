@@ -1,7 +1,12 @@
 //! The resource's fields and their rules.
 
+use crate::DURATION_PATTERN;
 use crate::traffic::is_dns_label;
-use crate::{API_VERSION, KIND, ManifestError, Quantity, Rollout, TrafficTarget, Trigger};
+use crate::{
+    API_VERSION, Condition, KIND, ManifestError, NodeStatus, Quantity, Rollout, Source, TrafficTarget, Trigger,
+};
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,8 +51,37 @@ fn default_namespace() -> String {
 }
 
 /// The desired state of a function.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Also the spec of the Kubernetes custom resource `FunctionResource`; `crdgen` generates its CRD from these types.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "wasmfn.dev",
+    version = "v1alpha1",
+    kind = "Function",
+    root = "FunctionResource",
+    plural = "functions",
+    shortname = "fn",
+    category = "wasmfn",
+    namespaced,
+    status = "FunctionStatus",
+    derive = "PartialEq",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(name = "Latest Revision", type_ = "string", json_path = ".status.latestRevision"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.source) || has(self.build)", "message": "spec.source needs spec.build.template"},
+    {"rule": "!has(self.source) || (!has(self.image) && !has(self.component))",
+     "message": "set one of spec.source, spec.image and spec.component"},
+]))]
 pub struct FunctionSpec {
     /// The component: a local `.wasm` path (relative to the manifest's folder) or `sha256:<hex>`, the digest
     /// of a component already uploaded to the node.
@@ -61,6 +95,10 @@ pub struct FunctionSpec {
     /// Without `component`, the build's output is what runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
+    /// Where the source comes from on a cluster: inline code, a Git repository or an S3 bucket. The operator
+    /// builds it with `build.template` in a Job and pushes the component to its registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
     /// Environment variables the guest sees.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
@@ -95,7 +133,7 @@ impl FunctionSpec {
 }
 
 /// Building the component from source.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Build {
     /// The compiler template: `rust`, `js`, `python` (a folder of `compiler-templates/`).
@@ -103,7 +141,7 @@ pub struct Build {
 }
 
 /// One environment variable.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvVar {
     /// Variable name.
@@ -114,7 +152,7 @@ pub struct EnvVar {
 }
 
 /// How many requests a function serves at once on one node, and how many may wait.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scaling {
     /// Hard limit of concurrent requests (instances) per node; 0 means only the node's capacity limits it
@@ -125,6 +163,7 @@ pub struct Scaling {
     #[serde(default = "Scaling::default_max_queue")]
     pub max_queue: u32,
     /// How long a request may wait for a slot before it gets 503.
+    #[schemars(with = "String", regex(pattern = DURATION_PATTERN))]
     #[serde(default = "Scaling::default_queue_timeout", with = "humantime_serde")]
     pub queue_timeout: Duration,
 }
@@ -149,10 +188,11 @@ impl Default for Scaling {
 }
 
 /// Limits applied to every request.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
     /// Wall-clock limit of one request; past it the guest is interrupted and the client gets 504.
+    #[schemars(with = "String", regex(pattern = DURATION_PATTERN))]
     #[serde(default = "Limits::default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Linear memory one instance may grow to (Kubernetes quantity, e.g. `128Mi`).
@@ -186,15 +226,16 @@ impl Default for Limits {
 }
 
 /// An extra path prefix served by the function. The prefix is stripped before the guest sees the path.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Absolute path prefix, e.g. `/api/hello`.
     pub path: String,
 }
 
-/// What was observed about a function.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// What was observed about a function: by a node (`wasmfn up`, the admin API) or, on a cluster, by the operator
+/// (build, digest, conditions) and by every node serving it (`nodes`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionStatus {
     /// Where the function answers.
@@ -206,6 +247,40 @@ pub struct FunctionStatus {
     /// The component's digest, `sha256:<hex>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The digest-pinned image nodes run (`registry/repo@sha256:…`): the build's push, or `spec.image` resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The `metadata.generation` the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `BuildSucceeded` and `Ready`, each with a reason and a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The last build from `spec.source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildStatus>,
+    /// What each node serves; every node applies its own entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
+    pub nodes: Vec<NodeStatus>,
+    /// Nodes serving the current image over nodes reporting, `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_nodes: Option<String>,
+}
+
+/// A build of `spec.source` by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildStatus {
+    /// Hash of the source, the template and the builder: an unchanged hash is not rebuilt.
+    pub source_hash: String,
+    /// The build Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The pushed, digest-pinned image once the build succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// Longest accepted `spec.limits.timeout`.
@@ -238,6 +313,15 @@ impl Function {
             let t = &build.template;
             if t.is_empty() || !t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
                 return Err(ManifestError::invalid("spec.build.template", format!("`{t}` is not a template name")));
+            }
+        }
+        if let Some(source) = &self.spec.source {
+            source.validate(self.spec.build.is_some())?;
+            if self.spec.image.is_some() || self.spec.component.as_deref().is_some_and(|c| !c.is_empty()) {
+                return Err(ManifestError::invalid(
+                    "spec.source",
+                    "set one of `source`, `image` and `component`: a source is built into the image",
+                ));
             }
         }
         if let Some(image) = &self.spec.image {

@@ -213,3 +213,92 @@ fn triggers_filters_and_delivery() {
     let e = err("    - {name: a, events: {}, delivery: {deadLetterSink: {url: ftp://x}}}\n");
     assert!(e.contains("deadLetterSink.url"), "{e}");
 }
+
+#[test]
+fn sources_validate_and_become_build_arguments() {
+    let f = Function::from_yaml(&with_spec(
+        "  build: {template: python}\n  source:\n    git: {url: 'https://git.example/fns.git', ref: v1, path: /hello/}\n",
+    ))
+    .unwrap();
+    let source = f.spec.source.as_ref().unwrap();
+    assert_eq!(source.to_arg(crate::INLINE_DIR), "git+https://git.example/fns.git#v1:hello");
+    let s3 = Source {
+        inline: None,
+        git: None,
+        s3: Some(S3Source {
+            bucket: "fns".into(),
+            key: "hello.tar.gz".into(),
+            endpoint: Some("http://minio:9000".into()),
+            region: None,
+            secret_ref: None,
+        }),
+    };
+    assert_eq!(s3.to_arg("/x"), "s3://fns/hello.tar.gz?endpoint=http://minio:9000");
+    let inline = Source {
+        inline: Some(InlineSource { code: "def handler(e, c): return 1".into(), dependencies: None }),
+        git: None,
+        s3: None,
+    };
+    assert_eq!(inline.to_arg("/workspace/inline"), "inline:/workspace/inline");
+
+    let err = |spec: &str| Function::from_yaml(&with_spec(spec)).unwrap_err().to_string();
+    let e = err("  source: {inline: {code: x}}\n");
+    assert!(e.contains("spec.build.template"), "{e}");
+    let e = err("  build: {template: js}\n  source: {}\n");
+    assert!(e.contains("exactly one of"), "{e}");
+    let e = err("  build: {template: js}\n  image: r/x:1\n  source: {inline: {code: x}}\n");
+    assert!(e.contains("spec.source") && e.contains("one of"), "{e}");
+    let e = err("  build: {template: js}\n  source: {git: {url: 'ftp://x/y'}}\n");
+    assert!(e.contains("spec.source.git.url"), "{e}");
+    let e = err("  build: {template: js}\n  source: {git: {url: 'https://x/y', path: ../etc}}\n");
+    assert!(e.contains("spec.source.git.path"), "{e}");
+    let e = err("  build: {template: js}\n  source: {s3: {bucket: b, key: k, endpoint: minio:9000}}\n");
+    assert!(e.contains("spec.source.s3.endpoint"), "{e}");
+    let e = err("  build: {template: js}\n  source: {inline: {code: ' '}}\n");
+    assert!(e.contains("spec.source.inline.code"), "{e}");
+}
+
+#[test]
+fn crd_schema_is_structural_and_matches_the_types() {
+    let crd = crate::crd();
+    let version = &crd.spec.versions[0];
+    assert_eq!((crd.spec.group.as_str(), version.name.as_str()), ("wasmfn.dev", "v1alpha1"));
+    assert!(version.subresources.as_ref().unwrap().status.is_some(), "status subresource");
+    let columns: Vec<_> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+    assert_eq!(&columns[..4], ["Ready", "URL", "Latest Revision", "Age"]);
+    let schema = serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
+    assert_eq!(crate::structural_problems(&schema), Vec::<String>::new());
+    let text = schema.to_string();
+    assert!(!text.contains("uint"), "formats Kubernetes does not know");
+    // Defaults come from the types, so the API server fills in what `wasmfn up` would.
+    let limits = &schema["properties"]["spec"]["properties"]["limits"];
+    assert_eq!(limits["properties"]["timeout"]["default"], "5m");
+    assert_eq!(limits["properties"]["memory"]["default"], "128Mi");
+    let conditions = &schema["properties"]["status"]["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map");
+
+    // The check itself finds what it must.
+    let bad = serde_json::json!({"type": "object", "properties": {"a": {"$ref": "#/x"}, "b": {}}});
+    assert_eq!(crate::structural_problems(&bad).len(), 3);
+}
+
+#[test]
+fn cluster_objects_convert_to_strict_functions_and_back() {
+    let f = Function::from_yaml(&with_spec("  image: registry.local/hello@sha256:abc\n")).unwrap();
+    let r = FunctionResource::from(&f);
+    assert_eq!(r.metadata.namespace.as_deref(), Some(f.metadata.namespace.as_str()));
+    assert_eq!(Function::try_from(&r).unwrap(), f);
+    assert_eq!(r.serving_image(), Some("registry.local/hello@sha256:abc"));
+
+    // A cluster object breaking a rule the schema cannot express is rejected by the same checks as a file.
+    let mut bad = r.clone();
+    bad.spec.env = vec![EnvVar { name: "A".into(), value: "1".into() }, EnvVar { name: "A".into(), value: "2".into() }];
+    assert!(Function::try_from(&bad).unwrap_err().to_string().contains("spec.env[1].name"));
+
+    // A built function runs what the operator recorded, not a tag.
+    let mut built = r.clone();
+    built.spec.image = Some("registry.local/hello:latest".into());
+    assert_eq!(built.serving_image(), None);
+    built.status = Some(FunctionStatus { image: Some("registry.local/hello@sha256:def".into()), ..Default::default() });
+    assert_eq!(built.serving_image(), Some("registry.local/hello@sha256:def"));
+}

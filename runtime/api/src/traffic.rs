@@ -1,13 +1,15 @@
 //! Revisions and routing: `spec.traffic` (weighted splits and tags, as in Knative Serving) and `spec.rollout`
 //! (gradual shifts to a new revision with automatic rollback).
 
+use crate::DURATION_PATTERN;
 use crate::{Function, ManifestError};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// One share of a function's traffic: a revision (by name, or whichever is latest) and its percent, with an
 /// optional tag that gives the revision its own route.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrafficTarget {
     /// A revision of this function, `<name>-<n>`.
@@ -46,13 +48,14 @@ impl TrafficTarget {
 /// `maxErrorRate` (once it has answered `minRequests`), the rollout stops and the share goes back. It succeeds
 /// at `duration` once the new revision has answered `minRequests`. With no `latestRevision` share in
 /// `spec.traffic` (revisions pinned by name), there is nothing to shift and deploys take effect as named.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rollout {
     /// Number of equal steps; the first is taken at once, the last at `duration × (steps-1)/steps`.
     #[serde(default = "Rollout::default_steps")]
     pub steps: u32,
     /// From the deploy to the end of the rollout.
+    #[schemars(with = "String", regex(pattern = DURATION_PATTERN))]
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
     /// Largest tolerated fraction of the new revision's responses that are 5xx, from 0 to 1.

@@ -1,0 +1,3 @@
+//! `wasmfn-operator`: reconciles `Function` resources on a cluster.
+
+fn main() {}
