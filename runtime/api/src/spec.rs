@@ -53,6 +53,8 @@ fn default_namespace() -> String {
 /// The desired state of a function.
 ///
 /// Also the spec of the Kubernetes custom resource `FunctionResource`; `crdgen` generates its CRD from these types.
+// Several `printcolumn(type_ = "string")` look like duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "wasmfn.dev",

@@ -1,3 +1,80 @@
-//! `wasmfn-operator`: reconciles `Function` resources on a cluster.
+//! `wasmfn-operator`: reconciles `Function` resources on the cluster it runs in (or the current kube context).
 
-fn main() {}
+use anyhow::Context as _;
+use clap::Parser;
+use futures_util::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use wasmfn_api::FunctionResource;
+use wasmfn_operator::{Config, Context, error_policy, reconcile};
+
+#[derive(Parser)]
+#[command(name = "wasmfn-operator", version, about = "Reconciles wasmfn Functions: builds, images, conditions")]
+struct Args {
+    /// Where builds push components: `registry[:port]/prefix`.
+    #[arg(long, env = "WASMFN_REGISTRY", default_value_t = Config::default().registry)]
+    registry: String,
+    /// A registry (`host[:port]`) reached over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry", env = "WASMFN_INSECURE_REGISTRIES", value_delimiter = ',')]
+    insecure_registries: Vec<String>,
+    /// The image build Jobs run.
+    #[arg(long, env = "WASMFN_BUILDER_IMAGE", default_value_t = Config::default().builder_image)]
+    builder_image: String,
+    /// Builds running at once over the cluster.
+    #[arg(long, env = "WASMFN_MAX_BUILDS", default_value_t = 2)]
+    max_builds: usize,
+    /// Functions answer on `<name>.<namespace>.<domain>`.
+    #[arg(long, env = "WASMFN_DOMAIN", default_value_t = Config::default().domain)]
+    domain: String,
+    /// `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = Config {
+        registry: args.registry,
+        insecure_registries: args.insecure_registries,
+        builder_image: args.builder_image,
+        max_builds: args.max_builds.max(1),
+        domain: args.domain,
+    };
+    let client = Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let ctx = Arc::new(Context::new(client.clone(), config)?);
+
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let metrics_ctx = ctx.clone();
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(|| async { "ok" }))
+        .route("/metrics", axum::routing::get(move || async move { metrics_ctx.metrics.encode() }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let functions: Api<FunctionResource> = Api::all(client.clone());
+    let jobs: Api<Job> = Api::all(client);
+    Controller::new(functions, watcher::Config::default().any_semantic())
+        .owns(jobs, watcher::Config::default().labels(wasmfn_operator::build::BUILD_SELECTOR))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(function = %object, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    tracing::info!("stopped");
+    Ok(())
+}
