@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod guests;
+pub mod kube;
 pub mod load;
 pub mod nats;
 pub mod node;

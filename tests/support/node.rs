@@ -44,6 +44,8 @@ pub struct Options {
     pub token: Option<String>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Extra arguments of `wasmfn serve`.
+    pub args: Vec<String>,
 }
 
 impl NodeProc {
@@ -85,6 +87,7 @@ impl NodeProc {
                 );
                 std::fs::write(&config, text).expect("write node.toml");
                 args.extend(["serve".into(), "--config".into(), config.display().to_string()]);
+                args.extend(opts.args.iter().cloned());
             }
         }
         let mut cmd = match &opts.shell_prefix {

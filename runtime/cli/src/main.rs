@@ -39,8 +39,11 @@ struct NodeArgs {
     #[arg(long)]
     allow_loopback_egress: bool,
     /// A registry (`host[:port]`) to reach over plain HTTP for `spec.image`; repeatable.
-    #[arg(long = "insecure-registry")]
+    #[arg(long = "insecure-registry", env = "WASMFN_INSECURE_REGISTRIES", value_delimiter = ',')]
     insecure_registries: Vec<String>,
+    /// Functions answer on `Host: <name>.<namespace>.<domain>`.
+    #[arg(long, env = "WASMFN_DOMAIN")]
+    domain: Option<String>,
 }
 
 impl NodeArgs {
@@ -58,6 +61,9 @@ impl NodeArgs {
             config.allow_loopback_egress = true;
         }
         config.registry.insecure.extend(self.insecure_registries.iter().cloned());
+        if let Some(d) = &self.domain {
+            config.domain = d.clone();
+        }
     }
 }
 
@@ -183,6 +189,13 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         node: NodeArgs,
+        /// Cluster mode: serve every `Function` of the cluster (in-cluster config, or the current kube
+        /// context), and report this node's state into their status.
+        #[arg(long)]
+        kubernetes: bool,
+        /// This node's name in `status.nodes` (the DaemonSet sets NODE_NAME from `spec.nodeName`).
+        #[arg(long, env = "NODE_NAME")]
+        node_name: Option<String>,
     },
 }
 
@@ -194,6 +207,8 @@ fn main() -> anyhow::Result<()> {
         // SAFETY: no other thread exists yet.
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
+    // The first TLS client would otherwise panic: two rustls crypto providers are linked in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // Colours only on a terminal: log files and collectors get plain text.
@@ -216,7 +231,9 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Up { paths, node, build } => up::run(paths, node, build).await,
-            Command::Serve { config, node } => serve(config, node).await,
+            Command::Serve { config, node, kubernetes, node_name } => {
+                serve(config, node, kubernetes.then(|| node_name.unwrap_or_else(hostname))).await
+            }
             Command::Push { source, reference, format, data_dir, registry, build } => {
                 let data_dir = data_dir.unwrap_or_else(default_data_dir);
                 let format = match format {
@@ -242,7 +259,8 @@ pub(crate) fn default_data_dir() -> PathBuf {
     dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("wasmfn")
 }
 
-async fn serve(config: Option<PathBuf>, args: NodeArgs) -> anyhow::Result<()> {
+/// `wasmfn serve`; with `cluster` (this node's name), also in sync with the cluster's Functions.
+async fn serve(config: Option<PathBuf>, args: NodeArgs, cluster: Option<String>) -> anyhow::Result<()> {
     let mut config = match &config {
         Some(path) => NodeConfig::load(path)?,
         None => NodeConfig::default(),
@@ -251,8 +269,27 @@ async fn serve(config: Option<PathBuf>, args: NodeArgs) -> anyhow::Result<()> {
     let node = Node::new(config).context("starting the node")?;
     let listeners = node.bind().await.context("binding the listeners")?;
     announce(&listeners);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    if let Some(node_name) = cluster {
+        // The persisted table serves meanwhile: an unreachable API server delays only changes.
+        let client = kube::Client::try_default().await.context("loading the Kubernetes configuration")?;
+        let mut stopped = stopped.clone();
+        let done = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        tracing::info!(node = %node_name, "cluster mode: watching Functions");
+        tokio::spawn(wasmfn_runtime::cluster::run(node.clone(), client, node_name, done));
+    }
     node.serve(listeners, shutdown_signal()).await?;
+    let _ = stop.send(true);
     Ok(())
+}
+
+/// The machine's host name, for `--node-name`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Prints the bound addresses; tests and scripts wait for these lines.

@@ -15,6 +15,7 @@
 mod admin;
 mod aot;
 mod blobs;
+pub mod cluster;
 mod config;
 mod counters;
 mod engine;

@@ -1,0 +1,228 @@
+//! Cluster mode (`wasmfn serve --kubernetes`): the node watches every `Function` of the cluster and keeps its
+//! table in sync, and reports what it serves in its own entry of the Function's `status.nodes`.
+//!
+//! - A Function runs once the operator has recorded its image (`status.image`, or a digest-pinned `spec.image`).
+//! - Functions deployed from the cluster carry the annotation `wasmfn.dev/origin: kubernetes`; after a relist
+//!   (at start, or when the watch expired) those no longer listed are removed. Others (deployed through the
+//!   admin API) are left alone.
+//! - The table persists as always, so a node that restarts while the API server is unreachable serves what it
+//!   served until the watch resumes.
+//! - Deploys that fail (a registry down) and reports that fail (the API server down) are retried.
+
+use crate::{Error, Node};
+use futures_util::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use wasmfn_api::{Function, FunctionResource, NodeStatus};
+
+/// The annotation marking functions that came from the cluster.
+pub const ORIGIN: &str = "wasmfn.dev/origin";
+/// How often failed deploys and reports are tried again.
+const RETRY: Duration = Duration::from_secs(10);
+
+/// Keeps `node`'s table in sync with the cluster's Functions, until `shutdown` resolves.
+pub async fn run(node: Node, client: Client, node_name: String, shutdown: impl std::future::Future<Output = ()>) {
+    let api: Api<FunctionResource> = Api::all(client.clone());
+    let mut sync = Sync {
+        node,
+        client,
+        manager: format!("wasmfn-node-{node_name}"),
+        node_name,
+        applied: HashMap::new(),
+        failed: HashMap::new(),
+        unreported: HashMap::new(),
+        reported: HashMap::new(),
+    };
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut retry = tokio::time::interval(RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listed: Option<HashSet<String>> = None;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = retry.tick() => sync.retry().await,
+            event = stream.next() => match event {
+                None => break,
+                Some(Err(e)) => tracing::warn!(error = %e, "watching Functions failed; serving the current table, retrying"),
+                Some(Ok(Event::Init)) => listed = Some(HashSet::new()),
+                Some(Ok(Event::InitApply(f))) => {
+                    listed.get_or_insert_default().insert(key(&f));
+                    sync.apply(&f).await;
+                }
+                Some(Ok(Event::InitDone)) => {
+                    let listed = listed.take().unwrap_or_default();
+                    sync.prune(&listed).await;
+                    tracing::info!(functions = listed.len(), "in sync with the cluster's Functions");
+                }
+                Some(Ok(Event::Apply(f))) => sync.apply(&f).await,
+                Some(Ok(Event::Delete(f))) => sync.delete(&f).await,
+            },
+        }
+    }
+}
+
+fn key(f: &FunctionResource) -> String {
+    format!("{}/{}", f.namespace().unwrap_or_default(), f.name_any())
+}
+
+/// What was deployed for a Function: its generation and image.
+type Applied = (Option<i64>, String);
+
+struct Sync {
+    node: Node,
+    client: Client,
+    node_name: String,
+    manager: String,
+    applied: HashMap<String, Applied>,
+    failed: HashMap<String, FunctionResource>,
+    unreported: HashMap<String, (String, String, NodeStatus)>,
+    reported: HashMap<String, NodeStatus>,
+}
+
+impl Sync {
+    /// The manifest the node deploys for a cluster object, or why there is none.
+    fn manifest(f: &FunctionResource, image: &str) -> Result<Function, Error> {
+        let mut cluster = f.clone();
+        // The node runs the built or resolved image: the source and the build are the operator's business.
+        cluster.spec.source = None;
+        cluster.spec.build = None;
+        cluster.spec.component = None;
+        cluster.spec.image = Some(image.into());
+        let mut function = Function::try_from(&cluster)?;
+        function.status = None;
+        function.metadata.annotations.insert(ORIGIN.into(), "kubernetes".into());
+        Ok(function)
+    }
+
+    async fn apply(&mut self, f: &FunctionResource) {
+        let key = key(f);
+        let Some(image) = f.serving_image().map(String::from) else {
+            tracing::debug!(function = %key, "no image yet");
+            return;
+        };
+        let applied = (f.metadata.generation, image.clone());
+        if self.applied.get(&key) == Some(&applied) && !self.failed.contains_key(&key) {
+            return;
+        }
+        let result = match Self::manifest(f, &image) {
+            Ok(function) => self.node.deploy(function, None).await,
+            Err(e) => Err(e),
+        };
+        let status = match result {
+            Ok(deployed) => {
+                self.failed.remove(&key);
+                self.applied.insert(key.clone(), applied);
+                tracing::info!(function = %key, revision = %deployed.function.revision, %image, "deployed from the cluster");
+                NodeStatus {
+                    node: self.node_name.clone(),
+                    ready: true,
+                    image: Some(image),
+                    revision: Some(deployed.function.revision),
+                    message: deployed.note,
+                    observed_generation: f.metadata.generation,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(function = %key, %image, error = %e, "deploying from the cluster failed");
+                // Configuration errors need a new generation; anything else (a registry down) is retried.
+                if !e.is_client_error() {
+                    self.failed.insert(key.clone(), f.clone());
+                }
+                let served = self.node.get(&f.namespace().unwrap_or_default(), &f.name_any());
+                NodeStatus {
+                    node: self.node_name.clone(),
+                    ready: false,
+                    image: Some(image),
+                    revision: served.map(|s| s.revision),
+                    message: Some(e.to_string()),
+                    observed_generation: f.metadata.generation,
+                }
+            }
+        };
+        self.report(f, status).await;
+    }
+
+    async fn delete(&mut self, f: &FunctionResource) {
+        let key = key(f);
+        self.forget(&key);
+        match self.node.remove(&f.namespace().unwrap_or_default(), &f.name_any()).await {
+            Ok(true) => tracing::info!(function = %key, "removed: deleted from the cluster"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(function = %key, error = %e, "removing a deleted function failed"),
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.applied.remove(key);
+        self.failed.remove(key);
+        self.unreported.remove(key);
+        self.reported.remove(key);
+    }
+
+    /// Removes the cluster's functions a relist no longer has (deleted while the watch was down).
+    async fn prune(&mut self, listed: &HashSet<String>) {
+        let table = self.node.shared.table.load_full();
+        let stale: Vec<(String, String)> = table
+            .functions
+            .iter()
+            .filter(|(key, s)| {
+                s.state.function.metadata.annotations.get(ORIGIN).is_some_and(|o| o == "kubernetes")
+                    && !listed.contains(*key)
+            })
+            .map(|(_, s)| (s.state.function.metadata.namespace.clone(), s.state.function.metadata.name.clone()))
+            .collect();
+        for (ns, name) in stale {
+            self.forget(&format!("{ns}/{name}"));
+            match self.node.remove(&ns, &name).await {
+                Ok(_) => tracing::info!(function = %format!("{ns}/{name}"), "removed: gone from the cluster"),
+                Err(e) => tracing::warn!(function = %format!("{ns}/{name}"), error = %e, "removing failed"),
+            }
+        }
+    }
+
+    /// Applies this node's entry of `status.nodes` when it changed.
+    async fn report(&mut self, f: &FunctionResource, status: NodeStatus) {
+        let key = key(f);
+        if self.reported.get(&key) == Some(&status) {
+            return;
+        }
+        self.unreported.insert(key.clone(), (f.namespace().unwrap_or_default(), f.name_any(), status));
+        self.send(&key).await;
+    }
+
+    async fn send(&mut self, key: &str) {
+        let Some((ns, name, status)) = self.unreported.get(key).cloned() else { return };
+        let api: Api<FunctionResource> = Api::namespaced(self.client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": wasmfn_api::API_VERSION, "kind": wasmfn_api::KIND, "status": {"nodes": [status]},
+        });
+        match api.patch_status(&name, &PatchParams::apply(&self.manager).force(), &Patch::Apply(&patch)).await {
+            Ok(_) => {
+                self.unreported.remove(key);
+                self.reported.insert(key.to_string(), status);
+            }
+            // Deleted meanwhile: nothing to report.
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.unreported.remove(key);
+            }
+            Err(e) => tracing::warn!(function = %key, error = %e, "reporting status failed; retrying"),
+        }
+    }
+
+    async fn retry(&mut self) {
+        let failed: Vec<FunctionResource> = self.failed.values().cloned().collect();
+        for f in failed {
+            self.apply(&f).await;
+        }
+        let keys: Vec<String> = self.unreported.keys().cloned().collect();
+        for key in keys {
+            self.send(&key).await;
+        }
+    }
+}
