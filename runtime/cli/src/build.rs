@@ -28,7 +28,7 @@ impl BuildArgs {
 }
 
 /// The manifest of a function folder, if it has one.
-fn manifest(dir: &Path) -> anyhow::Result<Option<Function>> {
+pub(crate) fn manifest(dir: &Path) -> anyhow::Result<Option<Function>> {
     for name in ["function.yaml", "function.yml"] {
         let path = dir.join(name);
         if path.is_file() {

@@ -8,6 +8,7 @@
 
 mod admin;
 mod build;
+mod cluster;
 mod oci;
 mod up;
 
@@ -182,6 +183,48 @@ enum Command {
         #[command(flatten)]
         admin: admin::AdminArgs,
     },
+    /// Apply a function folder's function.yaml to the current kube context; a function built from the folder
+    /// is built and pushed to --registry first.
+    Deploy {
+        /// The function folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to push a component built here: `registry[:port]/prefix`.
+        #[arg(long, env = "WASMFN_REGISTRY")]
+        registry: Option<String>,
+        /// Wait until the function is Ready (or failed), at most this long, e.g. `5m`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait: Option<std::time::Duration>,
+        #[command(flatten)]
+        kube: cluster::KubeArgs,
+        #[command(flatten)]
+        registry_args: oci::RegistryArgs,
+        #[command(flatten)]
+        build: build::BuildArgs,
+    },
+    /// Show functions on the current kube context: readiness, reason, URL, revision, nodes.
+    Get {
+        /// One function; all of the namespace when absent.
+        name: Option<String>,
+        /// `json` or `yaml`: the whole objects.
+        #[arg(long, short)]
+        output: Option<String>,
+        #[command(flatten)]
+        kube: cluster::KubeArgs,
+    },
+    /// Show a function's last build log and the nodes' recent log lines about it (guest output included).
+    Logs {
+        /// The function.
+        name: String,
+        /// Lines per pod.
+        #[arg(long, default_value_t = 100)]
+        tail: i64,
+        /// Where wasmfn's node runtime runs.
+        #[arg(long, default_value = "wasmfn-system")]
+        system_namespace: String,
+        #[command(flatten)]
+        kube: cluster::KubeArgs,
+    },
     /// Run the node daemon.
     Serve {
         /// Node config (TOML); defaults apply to absent keys.
@@ -231,6 +274,13 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Up { paths, node, build } => up::run(paths, node, build).await,
+            Command::Deploy { dir, registry, wait, kube, registry_args, build } => {
+                cluster::deploy(&dir, registry.as_deref(), wait, &kube, &registry_args, &build).await
+            }
+            Command::Get { name, output, kube } => cluster::get(name.as_deref(), output.as_deref(), &kube).await,
+            Command::Logs { name, tail, system_namespace, kube } => {
+                cluster::logs(&name, tail, &system_namespace, &kube).await
+            }
             Command::Serve { config, node, kubernetes, node_name } => {
                 serve(config, node, kubernetes.then(|| node_name.unwrap_or_else(hostname))).await
             }

@@ -18,7 +18,7 @@ pub(crate) struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    fn registry(&self, reference: &str) -> anyhow::Result<Registry> {
+    pub(crate) fn registry(&self, reference: &str) -> anyhow::Result<Registry> {
         let mut config = RegistryConfig { ca_file: self.ca_file.clone(), ..Default::default() };
         if self.insecure {
             config.insecure.push(wasmfn_oci::registry_of(reference)?);
