@@ -9,6 +9,7 @@ pub mod load;
 pub mod nats;
 pub mod node;
 pub mod registry;
+pub mod s3;
 
 use std::time::{Duration, Instant};
 

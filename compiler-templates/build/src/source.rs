@@ -290,7 +290,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Git { url, reference, path } => {
-                write!(f, "git+{url}")?;
+                write!(f, "git+{}", redact(url))?;
                 if reference.is_some() || path.is_some() {
                     write!(f, "#{}", reference.as_deref().unwrap_or(""))?;
                 }
@@ -398,6 +398,16 @@ fn subpath(p: &str) -> Result<Option<PathBuf>, String> {
         }
     }
     Ok((!out.as_os_str().is_empty()).then_some(out))
+}
+
+/// `url` without the password or token of `scheme://user:secret@host/…`: for logs and errors.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority = rest.split('/').next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[authority.len()..]),
+        None => url.to_string(),
+    }
 }
 
 /// `%XX` decoding of a query value.

@@ -1,6 +1,6 @@
 //! `git+URL#REF:PATH`: a checkout made by the real `git`, shallow for branches and tags.
 
-use super::{SourceError, subfolder};
+use super::{SourceError, redact, subfolder};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -25,7 +25,7 @@ async fn git(args: &[&OsStr], cwd: Option<&Path>, timeout: Duration) -> Result<O
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let what = || args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    let what = || args.iter().map(|a| redact(&a.to_string_lossy())).collect::<Vec<_>>().join(" ");
     tracing::debug!(command = %what(), "git");
     match tokio::time::timeout(timeout, cmd.output()).await {
         Ok(Ok(out)) => Ok(out),
@@ -42,8 +42,9 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
 
-fn failed(command: &str, url: &str, out: &Output) -> SourceError {
-    SourceError::Git { command: command.into(), url: url.into(), stderr: stderr(out) }
+fn failed(command: &str, raw_url: &str, out: &Output) -> SourceError {
+    let url = redact(raw_url);
+    SourceError::Git { command: command.into(), stderr: stderr(out).replace(raw_url, &url), url }
 }
 
 /// Whether `r` can only be a commit: hex, from an abbreviation to a SHA-256 name.
@@ -53,40 +54,44 @@ fn is_commit(r: &str) -> bool {
 
 /// Clones `url` at `reference` into `dest/checkout`; returns the `path` folder of it.
 pub(super) async fn fetch(
-    url: &str,
+    raw_url: &str,
     reference: Option<&str>,
     path: Option<&Path>,
     dest: &Path,
     timeout: Duration,
 ) -> Result<std::path::PathBuf, SourceError> {
     let checkout = dest.join("checkout");
+    // Errors and logs name the repository without its credentials; git is given them.
+    let shown = redact(raw_url);
+    let url = shown.as_str();
     // ls-remote first: it tells a missing repository from a missing ref, and branches and tags from commits.
-    let listed = git(&[os("ls-remote"), os("--"), os(url)], None, timeout).await?;
+    let listed = git(&[os("ls-remote"), os("--"), os(raw_url)], None, timeout).await?;
     if !listed.status.success() {
-        return Err(SourceError::RepositoryNotFound { url: url.into(), stderr: stderr(&listed) });
+        let stderr = stderr(&listed).replace(raw_url, url);
+        return Err(SourceError::RepositoryNotFound { url: url.into(), stderr });
     }
     let refs = String::from_utf8_lossy(&listed.stdout);
     let names: Vec<&str> = refs.lines().filter_map(|l| l.split('\t').nth(1)).collect();
     let target = checkout.as_os_str();
     match reference {
         None => {
-            let out = git(&[os("clone"), os("--depth=1"), os("--"), os(url), target], None, timeout).await?;
+            let out = git(&[os("clone"), os("--depth=1"), os("--"), os(raw_url), target], None, timeout).await?;
             if !out.status.success() {
-                return Err(failed("clone", url, &out));
+                return Err(failed("clone", raw_url, &out));
             }
         }
         Some(r) if names.iter().any(|n| *n == format!("refs/heads/{r}") || *n == format!("refs/tags/{r}")) => {
-            let args = [os("clone"), os("--depth=1"), os("--branch"), os(r), os("--"), os(url), target];
+            let args = [os("clone"), os("--depth=1"), os("--branch"), os(r), os("--"), os(raw_url), target];
             let out = git(&args, None, timeout).await?;
             if !out.status.success() {
-                return Err(failed("clone", url, &out));
+                return Err(failed("clone", raw_url, &out));
             }
         }
         Some(r) if is_commit(r) => {
             // A commit cannot be cloned by name: fetch everything, then check it out.
-            let out = git(&[os("clone"), os("--no-checkout"), os("--"), os(url), target], None, timeout).await?;
+            let out = git(&[os("clone"), os("--no-checkout"), os("--"), os(raw_url), target], None, timeout).await?;
             if !out.status.success() {
-                return Err(failed("clone", url, &out));
+                return Err(failed("clone", raw_url, &out));
             }
             let spec = format!("{r}^{{commit}}");
             let args = [os("-c"), os("advice.detachedHead=false"), os("checkout"), os("--detach"), os(&spec)];

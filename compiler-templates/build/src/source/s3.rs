@@ -33,6 +33,24 @@ fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The error that names the problem: a missing bucket or key, refused credentials, an endpoint that is down.
+fn classify(e: object_store::Error, bucket: &str, key: &str, endpoint: &str) -> SourceError {
+    let text = e.to_string();
+    tracing::debug!(error = %text, "S3 request failed");
+    let (bucket, key, endpoint) = (bucket.to_string(), key.to_string(), endpoint.to_string());
+    match e {
+        object_store::Error::NotFound { .. } if text.contains("NoSuchBucket") => {
+            SourceError::BucketNotFound { bucket, endpoint }
+        }
+        object_store::Error::NotFound { .. } => SourceError::KeyNotFound { bucket, key, endpoint },
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            SourceError::AccessDenied { bucket, key, endpoint, detail: text }
+        }
+        ref other if is_connect_error(other) => SourceError::Unreachable { endpoint, detail: text },
+        _ => SourceError::S3 { bucket, key, endpoint, detail: text },
+    }
+}
+
 /// Downloads and unpacks the archive of `source` (an [`Source::S3`]) below `dest`; returns the folder.
 pub(super) async fn fetch(source: &Source, dest: &Path, options: &FetchOptions<'_>) -> Result<PathBuf, SourceError> {
     let Source::S3 { bucket, key, endpoint, region, path } = source else { unreachable!("an S3 source") };
@@ -65,27 +83,7 @@ pub(super) async fn fetch(source: &Source, dest: &Path, options: &FetchOptions<'
     }
     let store = builder.build().map_err(|e| s3_error(e.to_string()))?;
     let object = object_store::path::Path::from(key.as_str());
-    let map = |e: object_store::Error| -> SourceError {
-        let text = e.to_string();
-        match e {
-            object_store::Error::NotFound { .. } if text.contains("NoSuchBucket") => {
-                SourceError::BucketNotFound { bucket: bucket.clone(), endpoint: shown.clone() }
-            }
-            object_store::Error::NotFound { .. } => {
-                SourceError::KeyNotFound { bucket: bucket.clone(), key: key.clone(), endpoint: shown.clone() }
-            }
-            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-                SourceError::AccessDenied {
-                    bucket: bucket.clone(),
-                    key: key.clone(),
-                    endpoint: shown.clone(),
-                    detail: text,
-                }
-            }
-            ref other if is_connect_error(other) => SourceError::Unreachable { endpoint: shown.clone(), detail: text },
-            _ => s3_error(text),
-        }
-    };
+    let map = |e| classify(e, bucket, key, &shown);
     let what = format!("s3://{bucket}/{key}");
     let limit = options.max_archive_bytes;
     let too_large = || SourceError::TooLarge { what: what.clone(), limit };
@@ -124,4 +122,31 @@ pub(super) async fn fetch(source: &Source, dest: &Path, options: &FetchOptions<'
         .map_err(|e| SourceError::io(&unpacked, std::io::Error::other(e)))??;
     let root = archive::root(&unpacked)?;
     subfolder(&root, path.as_deref(), || format!("the archive {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_errors_name_the_problem() {
+        let not_found = |body: &str| object_store::Error::NotFound { path: "k".into(), source: body.into() };
+        let e = classify(not_found("<Code>NoSuchBucket</Code>"), "b", "k", "http://s3");
+        assert_eq!(e.to_string(), "S3 bucket `b` not found at http://s3");
+        let e = classify(not_found("<Code>NoSuchKey</Code>"), "b", "k", "http://s3");
+        assert_eq!(e.to_string(), "S3 object `k` not found in bucket `b` at http://s3");
+        let denied = object_store::Error::PermissionDenied { path: "k".into(), source: "SignatureDoesNotMatch".into() };
+        let e = classify(denied, "b", "k", "http://s3").to_string();
+        assert!(e.starts_with("access denied reading s3://b/k at http://s3") && e.contains("SignatureDoesNotMatch"));
+        let other = object_store::Error::Generic { store: "S3", source: "boom".into() };
+        assert!(matches!(classify(other, "b", "k", "e"), SourceError::S3 { .. }));
+    }
+
+    #[test]
+    fn the_endpoint_shown_is_the_sources_then_awss() {
+        assert_eq!(endpoint_of(Some("http://127.0.0.1:9000"), Some("eu-west-1")), "http://127.0.0.1:9000");
+        if std::env::var_os("AWS_ENDPOINT_URL").is_none() && std::env::var_os("AWS_ENDPOINT").is_none() {
+            assert_eq!(endpoint_of(None, Some("eu-west-1")), "https://s3.eu-west-1.amazonaws.com");
+        }
+    }
 }

@@ -44,6 +44,15 @@ fn git_sources_parse() {
 }
 
 #[test]
+fn credentials_in_git_urls_are_not_shown() {
+    let s = parse("git+https://bot:s3cret@host/org/repo.git#main:fn");
+    assert_eq!(s.to_string(), "git+https://***@host/org/repo.git#main:fn");
+    assert!(matches!(&s, Source::Git { url, .. } if url.contains("s3cret")), "git is given the credentials");
+    assert_eq!(redact("git@host:org/repo.git"), "git@host:org/repo.git");
+    assert_eq!(redact("https://host/a@b"), "https://host/a@b");
+}
+
+#[test]
 fn s3_sources_parse() {
     assert_eq!(
         parse("s3://fns/teams/a/hello.tar.gz?endpoint=http%3A%2F%2F127.0.0.1:9000&region=eu-west-1#src/hello"),
