@@ -229,9 +229,8 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    match &cli.command {
-        Command::New { name, lang, dir, build } => return build::new(name, lang, dir.clone(), build),
-        _ => {}
+    if let Command::New { name, lang, dir, build } = &cli.command {
+        return build::new(name, lang, dir.clone(), build);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
