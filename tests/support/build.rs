@@ -14,12 +14,19 @@ pub fn cache_dir() -> PathBuf {
 
 /// Runs `wasmfn ARGS` with the shared cache; returns its output.
 pub fn wasmfn(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env("WASMFN_CACHE_DIR", cache_dir())
-        .env("WASMFN_TEMPLATES", repo_root().join("compiler-templates"))
-        .output()
-        .expect("run wasmfn")
+    wasmfn_env(args, &[])
+}
+
+/// Runs `wasmfn ARGS` with the shared cache and extra environment (no `AWS_*` from the test's own).
+pub fn wasmfn_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).env("WASMFN_CACHE_DIR", cache_dir()).env("WASMFN_TEMPLATES", repo_root().join("compiler-templates"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().copied()).output().expect("run wasmfn")
 }
 
 /// A finished `wasmfn` command's status, stdout and stderr as text.

@@ -10,6 +10,7 @@ pub mod load;
 pub mod nats;
 pub mod node;
 pub mod registry;
+pub mod s3;
 
 use std::time::{Duration, Instant};
 

@@ -9,15 +9,19 @@
 //! 4. otherwise runs the adapter, checks that the component exports `wasi:http/incoming-handler@0.2.x` and
 //!    imports only what the runtime provides, and caches it.
 //!
+//! [`Source`] fetches a function folder from git, an S3 bucket or inline code first (`wasmfn build --source`).
+//!
 //! Used by `wasmfn new`, `wasmfn build` and `wasmfn up`.
 
 mod adapters;
 mod cache;
 mod progress;
+pub mod source;
 pub mod template;
 mod tool;
 
 pub use progress::{Progress, Step};
+pub use source::{FetchOptions, Source, SourceError};
 pub use template::Template;
 
 use std::path::{Path, PathBuf};

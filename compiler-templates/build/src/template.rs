@@ -33,6 +33,10 @@ pub struct TemplateSpec {
     /// Candidate entry files, relative to the function folder; the first that exists is used.
     #[serde(default)]
     pub entry: Vec<String>,
+    /// Where the code of an inline source (a Kubernetes `Function`'s `spec.source.inline.code`) goes, relative to
+    /// the function folder; the first `entry` when absent.
+    #[serde(default)]
+    pub code_file: Option<String>,
     /// The handler convention, for messages.
     pub handler: String,
     /// Dependency files (lock files included).

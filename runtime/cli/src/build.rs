@@ -1,9 +1,11 @@
-//! `wasmfn new` and `wasmfn build`: scaffold a function from a compiler template, and build it into a component.
+//! `wasmfn new` and `wasmfn build`: scaffold a function from a compiler template, and build it into a component
+//! (from a local folder, or one fetched from git, S3 or inline code first), optionally pushing it.
 
+use crate::oci::{RegistryArgs, push_file};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use wasmfn_api::Function;
-use wasmfn_build::{Builder, Built, Progress};
+use wasmfn_build::{Builder, Built, FetchOptions, Progress, Source};
 
 /// Where templates and the build cache are.
 #[derive(clap::Args, Clone)]
@@ -82,20 +84,105 @@ pub(crate) fn build_dir(
     Ok(built)
 }
 
-/// `wasmfn build [DIR]`.
-pub(crate) fn build(
-    dir: &Path,
-    template: Option<&str>,
-    output: Option<&Path>,
-    no_cache: bool,
-    data_dir: &Path,
-    args: &BuildArgs,
-) -> anyhow::Result<()> {
+/// What `wasmfn build` was asked to do.
+pub(crate) struct BuildCmd {
+    /// The function folder (unless `source` is given).
+    pub dir: PathBuf,
+    /// Fetch the folder from here first.
+    pub source: Option<Source>,
+    /// Write the component here instead of the local store.
+    pub output: Option<PathBuf>,
+    /// The template, when function.yaml names none.
+    pub template: Option<String>,
+    /// Rebuild even on a cache hit.
+    pub no_cache: bool,
+    /// The data folder whose OCI layout receives the build.
+    pub data_dir: PathBuf,
+    /// Push the component here afterwards.
+    pub push: Option<String>,
+    /// Write the outcome (JSON) or the error here.
+    pub report: Option<PathBuf>,
+    /// The largest archive an `s3://` source may download.
+    pub source_max_bytes: u64,
+}
+
+/// The digest of a successful build, and the pinned image when it was pushed.
+struct Outcome {
+    digest: String,
+    image: Option<String>,
+}
+
+/// A Kubernetes termination message is cut at 4096 bytes: keep the end of the error, where compilers put
+/// their verdict, and room for the prefix.
+const REPORT_TAIL: usize = 3900;
+
+/// The `--report` text of a failure: `build failed: ` and the last [`REPORT_TAIL`] bytes of the message.
+fn failure_report(e: &anyhow::Error) -> String {
+    let message = format!("{e:#}");
+    let mut start = message.len().saturating_sub(REPORT_TAIL);
+    while !message.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("build failed: {}{}", if start > 0 { "…" } else { "" }, &message[start..])
+}
+
+/// `wasmfn build [DIR | --source SRC] [--push REF] [--report FILE]`.
+pub(crate) async fn build(cmd: BuildCmd, args: &BuildArgs, registry: &RegistryArgs) -> anyhow::Result<()> {
+    let result = run(&cmd, args, registry).await;
+    if let Some(path) = &cmd.report {
+        let text = match &result {
+            Ok(o) => {
+                let mut json = serde_json::json!({ "digest": o.digest });
+                if let Some(image) = &o.image {
+                    json["image"] = image.as_str().into();
+                }
+                format!("{json}\n")
+            }
+            Err(e) => failure_report(e),
+        };
+        let written = std::fs::write(path, text).with_context(|| format!("writing the report {}", path.display()));
+        match (&result, written) {
+            (Ok(_), Err(e)) => return Err(e),
+            // The build's own error matters more than the report's.
+            (Err(_), Err(e)) => tracing::warn!(error = %format!("{e:#}"), "no report written"),
+            (_, Ok(())) => {}
+        }
+    }
+    result.map(|_| ())
+}
+
+async fn run(cmd: &BuildCmd, args: &BuildArgs, registry: &RegistryArgs) -> anyhow::Result<Outcome> {
     let builder = args.builder()?;
-    let folder = std::path::absolute(dir)?.file_name().map(|n| n.to_string_lossy().to_lowercase());
-    let name = manifest(dir)?.map(|f| f.metadata.name).or(folder).unwrap_or_else(|| "function".into());
-    let built = build_dir(&builder, dir, template, !no_cache)?;
-    let dest = match output {
+    // The fetched folder lives until the push has read its provenance.
+    let mut fetched = None;
+    let dir = match &cmd.source {
+        None => cmd.dir.clone(),
+        Some(source) => {
+            if matches!(source, Source::Inline { .. }) && cmd.template.is_none() {
+                bail!(
+                    "an inline: source needs --template (one of {}): its code goes into that template's scaffold",
+                    builder.templates().iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            let tmp = tempfile::Builder::new().prefix("wasmfn-source-").tempdir().context("creating a temp dir")?;
+            let options = FetchOptions {
+                inline: cmd.template.as_deref().map(|t| (&builder, t)),
+                max_archive_bytes: cmd.source_max_bytes,
+                ..Default::default()
+            };
+            let folder = source.fetch_with(tmp.path(), &options).await.with_context(|| format!("fetching {source}"))?;
+            tracing::info!(%source, folder = %folder.display(), "fetched the function source");
+            fetched = Some(tmp);
+            folder
+        }
+    };
+    let folder = std::path::absolute(&dir)?.file_name().map(|n| n.to_string_lossy().to_lowercase());
+    let hint = cmd.source.as_ref().and_then(Source::name_hint);
+    let name = manifest(&dir)?.map(|f| f.metadata.name).or(hint).or(folder).unwrap_or_else(|| "function".into());
+    let (src, template, use_cache) = (dir.clone(), cmd.template.clone(), !cmd.no_cache);
+    let built =
+        tokio::task::spawn_blocking(move || build_dir(&builder, &src, template.as_deref(), use_cache)).await??;
+    let dest = match &cmd.output {
         Some(out) => {
             std::fs::copy(&built.path, out).with_context(|| format!("writing {}", out.display()))?;
             out.to_path_buf()
@@ -105,7 +192,7 @@ pub(crate) fn build(
             let bytes = std::fs::read(&built.path).with_context(|| format!("reading {}", built.path.display()))?;
             let provenance = wasmfn_oci::Provenance { title: format!("{name}.wasm"), ..Default::default() };
             let artifact = wasmfn_oci::artifact::build(&bytes, wasmfn_oci::Format::Wasm, &provenance)?;
-            let layout = wasmfn_oci::Layout::open(data_dir)?;
+            let layout = wasmfn_oci::Layout::open(&cmd.data_dir)?;
             layout.put(&artifact, &format!("{name}:latest")).context("storing the component")?;
             layout.blob_path(&built.digest)
         }
@@ -113,9 +200,22 @@ pub(crate) fn build(
     let how = if built.cached { "cached".to_string() } else { format!("built in {:.1}s", built.elapsed.as_secs_f64()) };
     println!("{name} ({}): {} {} ({} bytes), {how}", built.template, built.digest, human(built.size), built.size);
     println!("  → {}", dest.display());
-    if output.is_none() {
-        println!("  stored as {name}:latest in the OCI layout {}", data_dir.display());
-        println!("  deploy it with `component: {}`, or `wasmfn push {name} REGISTRY/REPO:TAG`", built.digest);
+    if cmd.output.is_none() {
+        println!("  stored as {name}:latest in the OCI layout {}", cmd.data_dir.display());
+        if cmd.push.is_none() {
+            println!("  deploy it with `component: {}`, or `wasmfn push {name} REGISTRY/REPO:TAG`", built.digest);
+        }
     }
-    Ok(())
+    let image = match &cmd.push {
+        Some(reference) => {
+            let title = format!("{name}.wasm");
+            let pushed = push_file(&built.path, title, &dir, reference, wasmfn_oci::Format::Wasm, registry).await?;
+            println!("pushed {reference}: {} ({} bytes component)", pushed.digest, pushed.size);
+            println!("  → {}", pushed.pinned);
+            Some(pushed.pinned)
+        }
+        None => None,
+    };
+    drop(fetched);
+    Ok(Outcome { digest: built.digest, image })
 }

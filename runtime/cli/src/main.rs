@@ -3,7 +3,9 @@
 //! - `wasmfn up [PATH...]` runs an embedded node for local development: it deploys `Function` manifests or
 //!   bare `.wasm` files, prints their URLs and redeploys a function when its files change.
 //! - `wasmfn serve --config node.toml` runs the node daemon; functions are deployed through its admin API.
-//! - `wasmfn new NAME --lang rust|js|python` scaffolds a function; `wasmfn build [DIR]` builds its component.
+//! - `wasmfn new NAME --lang rust|js|python` scaffolds a function; `wasmfn build [DIR]` builds its component,
+//!   `wasmfn build --source git+URL#REF:PATH|s3://BUCKET/KEY|inline:DIR` fetches the folder first, `--push REF`
+//!   pushes the result and `--report FILE` writes the outcome for a Kubernetes Job's termination message.
 //! - `wasmfn revisions|traffic|rollback NAME` inspect and steer a function's revisions on a running node.
 
 mod admin;
@@ -100,14 +102,24 @@ enum Command {
         build: build::BuildArgs,
     },
     /// Build a function folder into a component, cached by a hash of its sources.
+    ///
+    /// The folder is local, or fetched first with --source: `git+URL#REF:PATH` (a branch, tag or commit of a
+    /// repository and a folder in it), `s3://BUCKET/KEY?endpoint=URL&region=R#PATH` (a .tar.gz, .tgz, .tar or
+    /// .zip; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or `inline:DIR`
+    /// (DIR/code and DIR/dependencies put into the --template's scaffold).
+    #[command(verbatim_doc_comment)]
     Build {
         /// The function folder.
-        #[arg(default_value = ".")]
+        #[arg(default_value = ".", conflicts_with = "source")]
         dir: PathBuf,
+        /// Fetch the function folder from git+URL#REF:PATH, s3://BUCKET/KEY?endpoint=URL&region=R#PATH or
+        /// inline:DIR instead.
+        #[arg(long, value_name = "SRC")]
+        source: Option<wasmfn_build::Source>,
         /// Write the component here instead of the local component store.
         #[arg(long, short)]
         output: Option<PathBuf>,
-        /// The template, when function.yaml does not name one.
+        /// The template, when function.yaml does not name one (required with inline: sources).
         #[arg(long, short)]
         template: Option<String>,
         /// Rebuild even when the cache has this build.
@@ -116,6 +128,19 @@ enum Command {
         /// Data folder whose component store receives the build.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Then push the component to this `registry/repository:tag` (the CNCF Wasm artifact) and print the
+        /// reference pinned to its digest.
+        #[arg(long, value_name = "REF")]
+        push: Option<String>,
+        /// Write the outcome to FILE: one line of JSON `{"digest": …, "image": …}`, or the error (its last
+        /// 3,900 bytes: a Kubernetes terminationMessagePath holds 4096).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// The largest archive an s3:// source may download.
+        #[arg(long, value_name = "BYTES", default_value_t = wasmfn_build::source::DEFAULT_MAX_ARCHIVE_BYTES)]
+        source_max_bytes: u64,
+        #[command(flatten)]
+        registry: oci::RegistryArgs,
         #[command(flatten)]
         build: build::BuildArgs,
     },
@@ -262,13 +287,8 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    match &cli.command {
-        Command::New { name, lang, dir, build } => return build::new(name, lang, dir.clone(), build),
-        Command::Build { dir, output, template, no_cache, data_dir, build } => {
-            let data_dir = data_dir.clone().unwrap_or_else(default_data_dir);
-            return build::build(dir, template.as_deref(), output.as_deref(), *no_cache, &data_dir, build);
-        }
-        _ => {}
+    if let Command::New { name, lang, dir, build } = &cli.command {
+        return build::new(name, lang, dir.clone(), build);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -283,6 +303,33 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Serve { config, node, kubernetes, node_name } => {
                 serve(config, node, kubernetes.then(|| node_name.unwrap_or_else(hostname))).await
+            }
+            Command::Build {
+                dir,
+                source,
+                output,
+                template,
+                no_cache,
+                data_dir,
+                push,
+                report,
+                source_max_bytes,
+                registry,
+                build,
+            } => {
+                let data_dir = data_dir.unwrap_or_else(default_data_dir);
+                let cmd = build::BuildCmd {
+                    dir,
+                    source,
+                    output,
+                    template,
+                    no_cache,
+                    data_dir,
+                    push,
+                    report,
+                    source_max_bytes,
+                };
+                build::build(cmd, &build, &registry).await
             }
             Command::Push { source, reference, format, data_dir, registry, build } => {
                 let data_dir = data_dir.unwrap_or_else(default_data_dir);
@@ -299,7 +346,7 @@ fn main() -> anyhow::Result<()> {
             Command::Revisions { name, json, admin } => admin::revisions(&name, &admin, json).await,
             Command::Traffic { name, splits, tags, admin } => admin::traffic(&name, &splits, &tags, &admin).await,
             Command::Rollback { name, to, admin } => admin::rollback(&name, to.as_deref(), &admin).await,
-            Command::New { .. } | Command::Build { .. } => unreachable!("handled above"),
+            Command::New { .. } => unreachable!("handled above"),
         }
     })
 }

@@ -56,9 +56,35 @@ pub(crate) async fn push(
         let title = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         (source.to_path_buf(), title)
     };
-    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    wasmfn_runtime::check_component(&bytes).with_context(|| format!("{} cannot be served", file.display()))?;
     let dir = if source.is_dir() { source } else { source.parent().unwrap_or(Path::new(".")) };
+    let pushed = push_file(&file, title, dir, reference, format, registry).await?;
+    println!("pushed {reference}: {} ({} bytes component)", pushed.digest, pushed.size);
+    println!("  → {}", pushed.pinned);
+    Ok(())
+}
+
+/// What [`push_file`] pushed.
+pub(crate) struct Pushed {
+    /// The artifact's manifest digest.
+    pub digest: String,
+    /// `registry/repository@sha256:…`.
+    pub pinned: String,
+    /// The component's size in bytes.
+    pub size: usize,
+}
+
+/// Pushes the component `file` to `reference` as `format`, its provenance (repository, commit) taken from the
+/// git checkout around `dir`.
+pub(crate) async fn push_file(
+    file: &Path,
+    title: String,
+    dir: &Path,
+    reference: &str,
+    format: Format,
+    registry: &RegistryArgs,
+) -> anyhow::Result<Pushed> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    wasmfn_runtime::check_component(&bytes).with_context(|| format!("{} cannot be served", file.display()))?;
     let provenance = Provenance {
         title,
         source: git(dir, &["remote", "get-url", "origin"]),
@@ -66,9 +92,7 @@ pub(crate) async fn push(
     };
     let artifact = wasmfn_oci::artifact::build(&bytes, format, &provenance)?;
     let pinned = registry.registry(reference)?.push(reference, &artifact).await?;
-    println!("pushed {reference}: {} ({} bytes component)", artifact.digest, bytes.len());
-    println!("  → {pinned}");
-    Ok(())
+    Ok(Pushed { digest: artifact.digest, pinned, size: bytes.len() })
 }
 
 /// Pushes an artifact from the local OCI layout as it is (`wasmfn build` stored it as `NAME:latest`).
