@@ -5,6 +5,7 @@
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
+use wasmfn_tests::build::{Run, wasmfn_env};
 use wasmfn_tests::eventually;
 use wasmfn_tests::guests::rust_guest;
 use wasmfn_tests::kube::{FakeApi, function};
@@ -157,4 +158,119 @@ async fn a_node_restarted_while_the_api_server_is_down_serves_its_table() {
     wait_greeting(&node, "after", Ok("after")).await;
     wait_greeting(&node, "hello", Err(404)).await;
     wait_report(&api, "after", |r| r["ready"] == true).await;
+}
+
+/// Runs `wasmfn ARGS` against the fake API server's kubeconfig, off the runtime threads that serve it.
+async fn wasmfn_kube(kubeconfig: &Path, args: &[&str]) -> Run {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let kubeconfig = kubeconfig.display().to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Run::from(wasmfn_env(&args, &[("KUBECONFIG", &kubeconfig)]))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_pushes_applies_and_waits_then_get_and_logs_read_the_cluster() {
+    let reg = RegistryProc::start(None);
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let folder = dir.path().join("hello");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(rust_guest(), folder.join("hello.wasm")).unwrap();
+    std::fs::write(
+        folder.join("function.yaml"),
+        "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata: {name: hello}\nspec:\n  component: hello.wasm\n  env: [{name: GREETING, value: hi}]\n",
+    )
+    .unwrap();
+    let folder_arg = folder.to_str().unwrap();
+
+    // Built here without a registry to push to: a clear error, nothing applied.
+    let run = wasmfn_kube(&kubeconfig, &["deploy", folder_arg]).await;
+    assert!(!run.ok && run.stderr.contains("--registry"), "{}", run.stderr);
+    assert!(api.get("hello").is_none());
+
+    // Pushed, then applied with the pinned image; --wait returns once a node reports it Ready.
+    let registry = format!("{}/fns", reg.addr);
+    let deploy = {
+        let kubeconfig = kubeconfig.clone();
+        let args = ["deploy", folder_arg, "--registry", &registry, "--insecure", "--wait", "30s"].map(String::from);
+        tokio::spawn(async move { wasmfn_kube(&kubeconfig, &args.each_ref().map(String::as_str)).await })
+    };
+    let applied = eventually(WAIT, "the function applied", || async { api.get("hello") }).await;
+    let image = applied["spec"]["image"].as_str().unwrap().to_string();
+    assert!(image.starts_with(&format!("{registry}/default/hello@sha256:")), "{image}");
+    assert!(applied["spec"].get("component").is_none() && applied["spec"].get("build").is_none(), "{applied}");
+    assert_eq!(applied["spec"]["env"][0]["value"], "hi");
+    let (_, _, query, _) = api.patches().into_iter().find(|(_, n, _, _)| n == "hello").unwrap();
+    assert!(query.contains("fieldManager=wasmfn-cli"), "{query}");
+    assert!(!deploy.is_finished(), "--wait waits for Ready");
+    let ready = serde_json::json!({
+        "url": "http://hello.default.fn.test/", "latestRevision": "hello-1", "readyNodes": "1/1",
+        "observedGeneration": 1, "image": image,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Serving", "message": "1 node(s) serve it"}],
+    });
+    api.set_status("hello", ready);
+    let run = deploy.await.unwrap();
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("ready: http://hello.default.fn.test/"), "{}", run.stdout);
+
+    // A failed condition ends the wait with its reason.
+    std::fs::write(
+        folder.join("function.yaml"),
+        "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata: {name: hello}\nspec:\n  image: r.test/x:1\n",
+    )
+    .unwrap();
+    let failing = {
+        let kubeconfig = kubeconfig.clone();
+        let args = ["deploy", folder_arg, "--wait", "30s"].map(String::from);
+        tokio::spawn(async move { wasmfn_kube(&kubeconfig, &args.each_ref().map(String::as_str)).await })
+    };
+    eventually(WAIT, "generation 2", || async { api.get("hello").filter(|f| f["metadata"]["generation"] == 2) }).await;
+    api.set_status(
+        "hello",
+        serde_json::json!({"observedGeneration": 2, "conditions": [
+            {"type": "Ready", "status": "False", "reason": "ImageUnavailable", "message": "r.test/x:1: not found"}]}),
+    );
+    let run = failing.await.unwrap();
+    assert!(!run.ok && run.stderr.contains("ImageUnavailable: r.test/x:1: not found"), "{}", run.stderr);
+
+    // get: the table and the objects.
+    let run = wasmfn_kube(&kubeconfig, &["get"]).await;
+    assert!(run.ok, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("READY") && lines[0].contains("URL"), "{}", run.stdout);
+    assert!(lines[1].starts_with("hello") && lines[1].contains("False") && lines[1].contains("ImageUnavailable"));
+    let run = wasmfn_kube(&kubeconfig, &["get", "hello", "-o", "json"]).await;
+    let objects: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(objects[0]["metadata"]["generation"], 2);
+    let run = wasmfn_kube(&kubeconfig, &["get", "nope"]).await;
+    assert!(!run.ok && run.stderr.contains("default/nope"), "{}", run.stderr);
+
+    // logs: the build's log, then the nodes' lines about this function only.
+    let mut status = api.get("hello").unwrap()["status"].clone();
+    status["build"] = serde_json::json!({"sourceHash": "h", "job": "hello-build-1"});
+    api.set_status("hello", status);
+    api.add_pod(
+        "default",
+        "hello-build-1-x",
+        serde_json::json!({"job-name": "hello-build-1"}),
+        "Compiling hello\nbuilt\n",
+    );
+    let node_log = "INFO function=default/hello request_id=1 stdout: hi there\nINFO function=default/other: not mine\n";
+    api.add_pod(
+        "wasmfn-system",
+        "wasmfn-node-a",
+        serde_json::json!({"app.kubernetes.io/name": "wasmfn-node"}),
+        node_log,
+    );
+    let run = wasmfn_kube(&kubeconfig, &["logs", "hello"]).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains("[build hello-build-1] Compiling hello"), "{}", run.stdout);
+    assert!(run.stdout.contains("[wasmfn-node-a] INFO function=default/hello request_id=1 stdout: hi there"));
+    assert!(!run.stdout.contains("not mine"), "{}", run.stdout);
 }

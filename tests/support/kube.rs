@@ -32,6 +32,8 @@ struct Inner {
     patches: Vec<(String, String, String, Value)>,
     watches: usize,
     lists: usize,
+    pods: Vec<Value>,
+    logs: HashMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -114,6 +116,10 @@ impl FakeApi {
         let app = axum::Router::new()
             .route(&format!("{GROUP}/functions"), get(list_or_watch))
             .route(&format!("{GROUP}/namespaces/{{ns}}/functions/{{name}}/status"), axum::routing::patch(patch_status))
+            .route(&format!("{GROUP}/namespaces/{{ns}}/functions/{{name}}"), get(get_one).patch(apply_one))
+            .route(&format!("{GROUP}/namespaces/{{ns}}/functions"), get(list_namespace))
+            .route("/api/v1/namespaces/{ns}/pods", get(pods))
+            .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the fake API server");
         let addr = listener.local_addr().unwrap();
@@ -175,6 +181,20 @@ impl FakeApi {
     /// A stored object.
     pub fn get(&self, name: &str) -> Option<Value> {
         self.shared.inner.lock().unwrap().objects.get(&("default".into(), name.into())).cloned()
+    }
+
+    /// Adds a Pod (for `wasmfn logs`) with its log.
+    pub fn add_pod(&self, namespace: &str, name: &str, labels: Value, log: &str) {
+        let mut inner = self.shared.inner.lock().unwrap();
+        inner.pods.push(json!({"metadata": {"name": name, "namespace": namespace, "labels": labels}}));
+        inner.logs.insert(name.into(), log.into());
+    }
+
+    /// Sets an object's status, as the operator and nodes would.
+    pub fn set_status(&self, name: &str, status: Value) {
+        let mut object = self.get(name).expect("the object exists");
+        object["status"] = status;
+        self.shared.change("MODIFIED", object, false);
     }
 
     /// Status patches received: (namespace, name, query, body).
@@ -276,4 +296,69 @@ async fn patch_status(
     object["status"]["nodes"] = json!(nodes);
     s.change("MODIFIED", object.clone(), false);
     axum::Json(object).into_response()
+}
+
+async fn get_one(State(s): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
+    match s.inner.lock().unwrap().objects.get(&(ns, name.clone())) {
+        Some(o) => axum::Json(o.clone()).into_response(),
+        None => {
+            let body = status_failure(404, "NotFound", &format!("functions.wasmfn.dev \"{name}\" not found"));
+            (http::StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+        }
+    }
+}
+
+/// Server-side apply of a whole Function, recorded like status patches; a changed spec bumps the generation.
+async fn apply_one(
+    State(s): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let mut object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let previous = {
+        let mut inner = s.inner.lock().unwrap();
+        inner.patches.push((ns.clone(), name.clone(), query.unwrap_or_default(), object.clone()));
+        inner.objects.get(&(ns.clone(), name.clone())).cloned()
+    };
+    let generation = match &previous {
+        Some(p) if p["spec"] == object["spec"] => p["metadata"]["generation"].as_i64().unwrap_or(1),
+        Some(p) => p["metadata"]["generation"].as_i64().unwrap_or(1) + 1,
+        None => 1,
+    };
+    object["metadata"]["namespace"] = json!(ns);
+    object["metadata"]["generation"] = json!(generation);
+    object["metadata"]["uid"] = json!(format!("uid-{name}"));
+    if let Some(p) = previous {
+        object["status"] = p["status"].clone();
+    }
+    s.change(if generation == 1 { "ADDED" } else { "MODIFIED" }, object.clone(), false);
+    axum::Json(object).into_response()
+}
+
+async fn list_namespace(State(s): State<Shared>, Path(ns): Path<String>) -> Response {
+    let inner = s.inner.lock().unwrap();
+    let items: Vec<Value> = inner.objects.iter().filter(|((n, _), _)| *n == ns).map(|(_, o)| o.clone()).collect();
+    axum::Json(json!({"apiVersion": "wasmfn.dev/v1alpha1", "kind": "FunctionList",
+                      "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items}))
+    .into_response()
+}
+
+/// Pods of `ns` matching a `k=v[,k=v]` label selector.
+async fn pods(State(s): State<Shared>, Path(ns): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let selector = q.get("labelSelector").cloned().unwrap_or_default();
+    let wanted: Vec<(&str, &str)> = selector.split(',').filter_map(|kv| kv.split_once('=')).collect();
+    let inner = s.inner.lock().unwrap();
+    let items: Vec<Value> = inner
+        .pods
+        .iter()
+        .filter(|p| p["metadata"]["namespace"] == ns.as_str())
+        .filter(|p| wanted.iter().all(|(k, v)| p["metadata"]["labels"][*k] == *v))
+        .cloned()
+        .collect();
+    axum::Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})).into_response()
+}
+
+async fn pod_log(State(s): State<Shared>, Path((_, name)): Path<(String, String)>) -> Response {
+    s.inner.lock().unwrap().logs.get(&name).cloned().unwrap_or_default().into_response()
 }
