@@ -5,6 +5,7 @@
 #   - Node.js, componentize-js and esbuild (npm) for JavaScript functions; componentize-py (PyPI) for Python;
 #   - docker-registry, skopeo and htpasswd (apache2-utils) for the OCI registry tests;
 #   - nats-server (JetStream) for the eventing tests;
+#   - kubectl (kustomize) and kubernetes-validate (PyPI) for the offline checks of deploy/;
 #   - wrk and hyperfine for the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc wrk hyperfine ca-certificates
   docker-registry skopeo apache2-utils openssl git nats-server)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
+# kubectl renders the kustomize base in the manifest checks; Debian's kubernetes-client when none is installed.
+command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
 missing=()

@@ -7,3 +7,5 @@ scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# deploy/: the CRD is current (a test above), every manifest renders and validates offline.
+INSTALL=1 scripts/check-manifests.sh
