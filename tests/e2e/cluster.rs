@@ -114,8 +114,22 @@ async fn the_node_follows_the_watch_stream_and_reports_per_node_status() {
     api.apply(function("hello", 4, Some(&image), &[("GREETING", "uno")]));
     wait_report(&api, "hello", |r| r["ready"] == true && r["observedGeneration"] == 4).await;
 
-    // A function deployed through the admin API is not the cluster's: a relist leaves it alone.
+    // A function deployed through the admin API is not the cluster's: a cluster Function of the same name does
+    // not replace it (the node says why), deleting that Function does not remove it, and a relist leaves it.
     node.deploy_ok(&manifest("local", &rust_guest(), "  env: [{name: GREETING, value: local}]\n")).await;
+    api.apply(function("local", 1, Some(&image), &[("GREETING", "cluster")]));
+    let r = wait_report(&api, "local", |r| r["ready"] == false).await;
+    assert!(r["message"].as_str().unwrap().contains("admin API"), "{r}");
+    api.delete("local");
+    assert_eq!(greeting(&node, "local").await, Ok("local".into()));
+
+    // An object the types reject (written for a newer CRD) is skipped; the watch goes on.
+    let mut broken = function("broken", 1, Some(&image), &[]);
+    broken["spec"]["scaling"]["maxQueue"] = serde_json::json!("lots");
+    api.apply(broken);
+    api.apply(function("fourth", 1, Some(&image), &[("GREETING", "four")]));
+    wait_greeting(&node, "fourth", Ok("four")).await;
+    node.wait_for_log("a Function that does not parse", WAIT).await;
 
     // Disconnected: changes made meanwhile are missed, the watch has expired (410), so the node lists again
     // and catches up, removing what was deleted.

@@ -63,7 +63,8 @@ pub fn function(name: &str, generation: i64, image: Option<&str>, env: &[(&str, 
                  "limits": {"timeout": "5m", "memory": "128Mi", "maxRequestBody": "10Mi"}},
     });
     if let Some(image) = image {
-        f["status"] = json!({"image": image, "conditions": [{"type": "BuildSucceeded", "status": "True", "reason": "Succeeded", "message": ""}]});
+        f["status"] = json!({"image": image, "observedGeneration": generation,
+            "conditions": [{"type": "BuildSucceeded", "status": "True", "reason": "Succeeded", "message": ""}]});
     }
     f
 }

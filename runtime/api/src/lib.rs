@@ -39,7 +39,7 @@ use serde::de::DeserializeOwned;
 /// The API group and version of every wasmfn resource.
 pub const API_VERSION: &str = "wasmfn.dev/v1alpha1";
 /// What a duration looks like in a manifest (humantime: `10s`, `1h 30m`, `250ms`).
-pub(crate) const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*[a-zµ]+\s*)+$";
+pub(crate) const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*(nsec|ns|usec|us|µs|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)\s*)+$";
 
 /// The kind of the function resource.
 pub const KIND: &str = "Function";

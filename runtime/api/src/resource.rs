@@ -80,11 +80,14 @@ impl FunctionResource {
         self.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
     }
 
-    /// The image nodes should run: what the operator resolved or built, or a digest-pinned `spec.image`.
+    /// The image nodes should run with the current spec: what the operator built or resolved for this
+    /// generation. `None` while it builds, or when the spec was rejected: nodes keep serving what they have
+    /// rather than run a new configuration with an old image.
     pub fn serving_image(&self) -> Option<&str> {
-        let resolved = self.status.as_ref().and_then(|s| s.image.as_deref());
-        let pinned = self.spec.image.as_deref().filter(|i| i.contains("@sha256:") && self.spec.source.is_none());
-        resolved.or(pinned)
+        let status = self.status.as_ref()?;
+        let current = status.observed_generation.is_some() && status.observed_generation == self.metadata.generation;
+        let built = self.condition(crate::condition::BUILD_SUCCEEDED).is_some_and(|c| c.status == "True");
+        if current && built { status.image.as_deref() } else { None }
     }
 }
 
@@ -133,7 +136,12 @@ pub fn crd() -> CustomResourceDefinition {
 fn strip_formats(v: &mut Value) {
     match v {
         Value::Object(map) => {
-            if map.get("format").and_then(Value::as_str).is_some_and(|f| f.starts_with("uint")) {
+            if let Some(format) = map.get("format").and_then(Value::as_str).filter(|f| f.starts_with("uint")) {
+                // What serde accepts: without the bound the API server stores values the types reject. (A
+                // uint64 is bounded by the API server's own int64.)
+                if format == "uint32" {
+                    map.entry("maximum").or_insert(Value::from(u32::MAX));
+                }
                 map.remove("format");
             }
             map.values_mut().for_each(strip_formats);

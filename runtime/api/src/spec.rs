@@ -283,6 +283,9 @@ pub struct BuildStatus {
     /// The pushed, digest-pinned image once the build succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Why the build of this hash failed; a failed hash is not built again until the source changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Longest accepted `spec.limits.timeout`.

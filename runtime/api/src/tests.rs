@@ -270,6 +270,8 @@ fn crd_schema_is_structural_and_matches_the_types() {
     assert_eq!(crate::structural_problems(&schema), Vec::<String>::new());
     let text = schema.to_string();
     assert!(!text.contains("uint"), "formats Kubernetes does not know");
+    let scaling = &schema["properties"]["spec"]["properties"]["scaling"]["properties"];
+    assert_eq!(scaling["maxQueue"]["maximum"].as_f64(), Some(u32::MAX as f64), "bounded like the type");
     // Defaults come from the types, so the API server fills in what `wasmfn up` would.
     let limits = &schema["properties"]["spec"]["properties"]["limits"];
     assert_eq!(limits["properties"]["timeout"]["default"], "5m");
@@ -288,17 +290,30 @@ fn cluster_objects_convert_to_strict_functions_and_back() {
     let r = FunctionResource::from(&f);
     assert_eq!(r.metadata.namespace.as_deref(), Some(f.metadata.namespace.as_str()));
     assert_eq!(Function::try_from(&r).unwrap(), f);
-    assert_eq!(r.serving_image(), Some("registry.local/hello@sha256:abc"));
+    assert_eq!(r.serving_image(), None, "not confirmed by the operator");
 
     // A cluster object breaking a rule the schema cannot express is rejected by the same checks as a file.
     let mut bad = r.clone();
     bad.spec.env = vec![EnvVar { name: "A".into(), value: "1".into() }, EnvVar { name: "A".into(), value: "2".into() }];
     assert!(Function::try_from(&bad).unwrap_err().to_string().contains("spec.env[1].name"));
 
-    // A built function runs what the operator recorded, not a tag.
+    // Nodes run what the operator recorded for the current generation, once it succeeded.
     let mut built = r.clone();
     built.spec.image = Some("registry.local/hello:latest".into());
-    assert_eq!(built.serving_image(), None);
-    built.status = Some(FunctionStatus { image: Some("registry.local/hello@sha256:def".into()), ..Default::default() });
+    built.metadata.generation = Some(2);
+    let ok = Condition::new(condition::BUILD_SUCCEEDED, "True", "Succeeded", "");
+    built.status = Some(FunctionStatus {
+        image: Some("registry.local/hello@sha256:def".into()),
+        observed_generation: Some(2),
+        conditions: vec![ok.clone()],
+        ..Default::default()
+    });
     assert_eq!(built.serving_image(), Some("registry.local/hello@sha256:def"));
+    let mut stale = built.clone();
+    stale.metadata.generation = Some(3);
+    assert_eq!(stale.serving_image(), None, "a newer spec is being built");
+    let mut building = built.clone();
+    building.status.as_mut().unwrap().conditions =
+        vec![Condition::new(condition::BUILD_SUCCEEDED, "Unknown", "Building", "")];
+    assert_eq!(building.serving_image(), None);
 }

@@ -363,6 +363,11 @@ async fn serve(config: Option<PathBuf>, args: NodeArgs, cluster: Option<String>)
         None => NodeConfig::default(),
     };
     args.apply(&mut config);
+    if cluster.is_some() && !config.admin_listen.ip().is_loopback() && config.token().is_none() {
+        // On a cluster the admin API listens on the pod IP: without a configured token, a random one, readable
+        // only inside the node's pod.
+        config.admin_token = Some(random_token(&config.data_dir)?);
+    }
     let node = Node::new(config).context("starting the node")?;
     let listeners = node.bind().await.context("binding the listeners")?;
     announce(&listeners);
@@ -380,6 +385,20 @@ async fn serve(config: Option<PathBuf>, args: NodeArgs, cluster: Option<String>)
     node.serve(listeners, shutdown_signal()).await?;
     let _ = stop.send(true);
     Ok(())
+}
+
+/// A new random admin token, written to `<data-dir>/admin-token` (mode 0600).
+fn random_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join("admin-token");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+    file.write_all(token.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
 }
 
 /// The machine's host name, for `--node-name`.

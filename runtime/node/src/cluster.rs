@@ -12,6 +12,7 @@
 use crate::{Error, Node};
 use futures_util::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
@@ -26,7 +27,9 @@ const RETRY: Duration = Duration::from_secs(10);
 
 /// Keeps `node`'s table in sync with the cluster's Functions, until `shutdown` resolves.
 pub async fn run(node: Node, client: Client, node_name: String, shutdown: impl std::future::Future<Output = ()>) {
-    let api: Api<FunctionResource> = Api::all(client.clone());
+    // Each object parses on its own: one the types reject (a newer CRD, a bad value) is skipped and kept, and
+    // does not stop the watch.
+    let api: Api<DeserializeGuard<FunctionResource>> = Api::all(client.clone());
     let mut sync = Sync {
         node,
         client,
@@ -52,16 +55,16 @@ pub async fn run(node: Node, client: Client, node_name: String, shutdown: impl s
                 Some(Err(e)) => tracing::warn!(error = %e, "watching Functions failed; serving the current table, retrying"),
                 Some(Ok(Event::Init)) => listed = Some(HashSet::new()),
                 Some(Ok(Event::InitApply(f))) => {
-                    listed.get_or_insert_default().insert(key(&f));
-                    sync.apply(&f).await;
+                    listed.get_or_insert_default().insert(guarded_key(&f));
+                    sync.apply_guarded(&f).await;
                 }
                 Some(Ok(Event::InitDone)) => {
                     let listed = listed.take().unwrap_or_default();
                     sync.prune(&listed).await;
                     tracing::info!(functions = listed.len(), "in sync with the cluster's Functions");
                 }
-                Some(Ok(Event::Apply(f))) => sync.apply(&f).await,
-                Some(Ok(Event::Delete(f))) => sync.delete(&f).await,
+                Some(Ok(Event::Apply(f))) => sync.apply_guarded(&f).await,
+                Some(Ok(Event::Delete(f))) => sync.delete(&guarded_key(&f)).await,
             },
         }
     }
@@ -69,6 +72,14 @@ pub async fn run(node: Node, client: Client, node_name: String, shutdown: impl s
 
 fn key(f: &FunctionResource) -> String {
     format!("{}/{}", f.namespace().unwrap_or_default(), f.name_any())
+}
+
+fn guarded_key(f: &DeserializeGuard<FunctionResource>) -> String {
+    let meta = match &f.0 {
+        Ok(f) => &f.metadata,
+        Err(invalid) => &invalid.metadata,
+    };
+    format!("{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
 }
 
 /// What was deployed for a Function: its generation and image.
@@ -100,8 +111,34 @@ impl Sync {
         Ok(function)
     }
 
+    async fn apply_guarded(&mut self, f: &DeserializeGuard<FunctionResource>) {
+        match &f.0 {
+            Ok(f) => self.apply(f).await,
+            Err(invalid) => tracing::warn!(function = %guarded_key(f), error = %invalid.error,
+                "a Function that does not parse: keeping what serves (the operator reports it)"),
+        }
+    }
+
+    /// Whether the table holds `key` from somewhere else than the cluster (the admin API).
+    fn foreign(&self, key: &str) -> bool {
+        let table = self.node.shared.table.load();
+        table.functions.get(key).is_some_and(|s| !s.state.function.metadata.annotations.contains_key(ORIGIN))
+    }
+
     async fn apply(&mut self, f: &FunctionResource) {
         let key = key(f);
+        if self.foreign(&key) {
+            let message = "a function of the same name was deployed through this node's admin API".to_string();
+            tracing::warn!(function = %key, "{message}; not replacing it");
+            let status = NodeStatus {
+                node: self.node_name.clone(),
+                ready: false,
+                message: Some(message),
+                observed_generation: f.metadata.generation,
+                ..Default::default()
+            };
+            return self.report(f, status).await;
+        }
         let Some(image) = f.serving_image().map(String::from) else {
             tracing::debug!(function = %key, "no image yet");
             return;
@@ -130,8 +167,10 @@ impl Sync {
             }
             Err(e) => {
                 tracing::warn!(function = %key, %image, error = %e, "deploying from the cluster failed");
-                // Configuration errors need a new generation; anything else (a registry down) is retried.
-                if !e.is_client_error() {
+                // Configuration errors wait for a new generation; anything else (a registry down) is retried.
+                if e.is_client_error() {
+                    self.applied.insert(key.clone(), applied);
+                } else {
                     self.failed.insert(key.clone(), f.clone());
                 }
                 let served = self.node.get(&f.namespace().unwrap_or_default(), &f.name_any());
@@ -148,10 +187,13 @@ impl Sync {
         self.report(f, status).await;
     }
 
-    async fn delete(&mut self, f: &FunctionResource) {
-        let key = key(f);
-        self.forget(&key);
-        match self.node.remove(&f.namespace().unwrap_or_default(), &f.name_any()).await {
+    async fn delete(&mut self, key: &str) {
+        self.forget(key);
+        if self.foreign(key) {
+            return;
+        }
+        let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+        match self.node.remove(ns, name).await {
             Ok(true) => tracing::info!(function = %key, "removed: deleted from the cluster"),
             Ok(false) => {}
             Err(e) => tracing::warn!(function = %key, error = %e, "removing a deleted function failed"),
@@ -165,8 +207,13 @@ impl Sync {
         self.reported.remove(key);
     }
 
-    /// Removes the cluster's functions a relist no longer has (deleted while the watch was down).
+    /// Removes the cluster's functions a relist no longer has (deleted while the watch was down), and forgets
+    /// their pending deploys and reports.
     async fn prune(&mut self, listed: &HashSet<String>) {
+        self.applied.retain(|k, _| listed.contains(k));
+        self.failed.retain(|k, _| listed.contains(k));
+        self.unreported.retain(|k, _| listed.contains(k));
+        self.reported.retain(|k, _| listed.contains(k));
         let table = self.node.shared.table.load_full();
         let stale: Vec<(String, String)> = table
             .functions

@@ -52,8 +52,10 @@ pub enum BuildState {
 
 /// A hash of everything a build's output depends on: the source, the template, the builder image and where the
 /// component goes. An unchanged hash is never rebuilt.
-pub fn source_hash(source: &Source, template: &str, ctx: &Context) -> String {
+pub fn source_hash(f: &FunctionResource, source: &Source, template: &str, ctx: &Context) -> String {
+    // The function's key too: two functions never share a build (or a Job name).
     let input = json!({
+        "function": format!("{}/{}", f.namespace().unwrap_or_default(), f.name_any()),
         "source": source, "template": template,
         "builder": ctx.config.builder_image, "registry": ctx.config.registry,
     });
@@ -161,7 +163,7 @@ pub fn inline_config_map(f: &FunctionResource, source: &Source, hash: &str) -> O
 /// Advances the build of `source` one step: starts the Job, or reads how it ended.
 pub async fn step(f: &FunctionResource, source: &Source, template: &str, ctx: &Context) -> Result<BuildState, Error> {
     let ns = f.namespace().unwrap_or_default();
-    let hash = source_hash(source, template, ctx);
+    let hash = source_hash(f, source, template, ctx);
     let name = job_name(&f.name_any(), &hash);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(existing) = jobs.get_opt(&name).await? else {

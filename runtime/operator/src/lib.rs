@@ -11,6 +11,7 @@
 //! Errors requeue the object with a per-object exponential backoff.
 
 pub mod build;
+mod invalid;
 mod metrics;
 pub mod status;
 
@@ -18,6 +19,7 @@ pub use metrics::Metrics;
 
 use build::BuildState;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -81,10 +83,14 @@ pub enum Error {
 impl Error {
     /// A bounded label for the `wasmfn_operator_reconcile_errors_total` metric.
     pub fn metric_label(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
         match self {
             Error::Kube(e) if is_conflict(e) => "conflict",
             Error::Kube(_) => "kube",
-            Error::Finalizer(_) => "finalizer",
+            Error::Finalizer(e) => match &**e {
+                F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.metric_label(),
+                _ => "finalizer",
+            },
             Error::Resolve { .. } => "resolve",
         }
     }
@@ -185,6 +191,31 @@ pub async fn reconcile(f: Arc<FunctionResource>, ctx: Arc<Context>) -> Result<Ac
     result
 }
 
+/// The controller's reconcile function: [`reconcile`] for the Functions that parse. One that does not (written
+/// for a newer CRD, or with a value the schema lets through) gets a Warning event and `Ready=False,
+/// InvalidSpec`, and blocks nothing else: the watch reads every object on its own.
+pub async fn reconcile_guarded(
+    object: Arc<DeserializeGuard<FunctionResource>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match &object.0 {
+        Ok(f) => reconcile(Arc::new(f.clone()), ctx).await,
+        Err(invalid) => invalid::report(invalid, &ctx).await,
+    }
+}
+
+/// The controller's error policy for [`reconcile_guarded`].
+pub fn error_policy_guarded(
+    object: Arc<DeserializeGuard<FunctionResource>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    match &object.0 {
+        Ok(f) => error_policy(Arc::new(f.clone()), error, ctx),
+        Err(_) => Action::requeue(backoff(3)),
+    }
+}
+
 /// The controller's error policy: retry conflicts at once, everything else with a per-object backoff from 5 s
 /// doubling to 5 min.
 pub fn error_policy(f: Arc<FunctionResource>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -214,9 +245,11 @@ async fn apply(f: &FunctionResource, ctx: &Context) -> Result<Action, Error> {
         Ok(_) if f.spec.source.is_some() => {
             let (source, template) =
                 (f.spec.source.as_ref().expect("checked"), &f.spec.build.as_ref().expect("validated").template);
-            let hash = build::source_hash(source, template, ctx);
+            let hash = build::source_hash(f, source, template, ctx);
             match plan.built(&hash) {
-                Some(image) => plan.serving(image),
+                Some(Ok(image)) => plan.serving(image),
+                // A failed source is not built again until it changes; the condition stays as it was.
+                Some(Err(_)) => {}
                 None => match build::step(f, source, template, ctx).await? {
                     BuildState::Queued { running } => {
                         plan.queued(&hash, running, ctx.config.max_builds);
@@ -240,6 +273,9 @@ async fn apply(f: &FunctionResource, ctx: &Context) -> Result<Action, Error> {
             }
         }
         Ok(_) => match f.spec.image.as_deref() {
+            // Resolved once per generation (like a Knative revision): node reports cause no registry traffic,
+            // and a registry outage does not touch a serving function.
+            Some(_) if plan.resolved_current() => {}
             Some(image) => match ctx.registry.locate(image).await {
                 Ok(located) => {
                     let digest = located.layer_is_component().then(|| located.layer.digest.clone());

@@ -4,12 +4,13 @@ use anyhow::Context as _;
 use clap::Parser;
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use kube::core::DeserializeGuard;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use wasmfn_api::FunctionResource;
-use wasmfn_operator::{Config, Context, error_policy, reconcile};
+use wasmfn_operator::{Config, Context, error_policy_guarded, reconcile_guarded};
 
 #[derive(Parser)]
 #[command(name = "wasmfn-operator", version, about = "Reconciles wasmfn Functions: builds, images, conditions")]
@@ -64,12 +65,13 @@ async fn main() -> anyhow::Result<()> {
         .route("/metrics", axum::routing::get(move || async move { metrics_ctx.metrics.encode() }));
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let functions: Api<FunctionResource> = Api::all(client.clone());
+    // Each object parses on its own: one the types reject is reported, and does not stop the watch.
+    let functions: Api<DeserializeGuard<FunctionResource>> = Api::all(client.clone());
     let jobs: Api<Job> = Api::all(client);
     Controller::new(functions, watcher::Config::default().any_semantic())
         .owns(jobs, watcher::Config::default().labels(wasmfn_operator::build::BUILD_SELECTOR))
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile_guarded, error_policy_guarded, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(function = %object, "reconciled"),

@@ -5,7 +5,7 @@ use crate::{Config, Context, Error, MANAGER};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use wasmfn_api::{BuildStatus, Condition, FunctionResource, FunctionStatus, condition};
+use wasmfn_api::{BuildStatus, Condition, FunctionResource, FunctionStatus, NodeStatus, condition};
 
 /// The status a reconcile wants, and the events its changes deserve.
 pub struct Plan<'a> {
@@ -50,10 +50,21 @@ impl<'a> Plan<'a> {
         self.status.conditions.iter().find(|c| c.type_ == type_)
     }
 
-    /// The image of an earlier build of the same source hash, if it succeeded.
-    pub fn built(&self, hash: &str) -> Option<String> {
+    /// How an earlier build of the same source hash ended: its image, or its failure (not retried).
+    pub fn built(&self, hash: &str) -> Option<Result<String, String>> {
         let b = self.status.build.as_ref().filter(|b| b.source_hash == hash)?;
-        b.image.clone()
+        match (&b.image, &b.failure) {
+            (Some(image), _) => Some(Ok(image.clone())),
+            (None, Some(failure)) => Some(Err(failure.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether the operator already resolved `spec.image` for this generation.
+    pub fn resolved_current(&self) -> bool {
+        let ok = self.get(condition::BUILD_SUCCEEDED).is_some_and(|c| c.status == "True");
+        let current = self.f.status.as_ref().and_then(|s| s.observed_generation) == self.f.metadata.generation;
+        ok && current && self.status.image.is_some()
     }
 
     /// The source hash is built: nothing to do.
@@ -68,21 +79,25 @@ impl<'a> Plan<'a> {
 
     /// Too many builds run.
     pub fn queued(&mut self, hash: &str, running: usize, max: usize) {
-        self.status.build = Some(BuildStatus { source_hash: hash.into(), job: None, image: None });
+        self.status.build = Some(BuildStatus { source_hash: hash.into(), ..Default::default() });
         let message = format!("waiting for a build slot: {running} builds run, at most {max} at once");
         self.set(condition::BUILD_SUCCEEDED, "Unknown", "BuildQueued", message);
     }
 
     /// The build Job runs.
     pub fn building(&mut self, hash: &str, job: &str, _started: bool) {
-        self.status.build = Some(BuildStatus { source_hash: hash.into(), job: Some(job.into()), image: None });
+        self.status.build = Some(BuildStatus { source_hash: hash.into(), job: Some(job.into()), ..Default::default() });
         self.set(condition::BUILD_SUCCEEDED, "Unknown", "Building", format!("Job {job} builds the source"));
     }
 
     /// The build pushed `image`.
     pub fn build_succeeded(&mut self, hash: &str, job: &str, image: &str, digest: Option<String>) {
-        self.status.build =
-            Some(BuildStatus { source_hash: hash.into(), job: Some(job.into()), image: Some(image.into()) });
+        self.status.build = Some(BuildStatus {
+            source_hash: hash.into(),
+            job: Some(job.into()),
+            image: Some(image.into()),
+            failure: None,
+        });
         self.status.image = Some(image.into());
         self.status.digest = digest;
         self.set(condition::BUILD_SUCCEEDED, "True", "Succeeded", format!("built and pushed {image}"));
@@ -90,7 +105,12 @@ impl<'a> Plan<'a> {
 
     /// The build failed; what served before keeps serving.
     pub fn build_failed(&mut self, hash: &str, job: &str, message: &str) {
-        self.status.build = Some(BuildStatus { source_hash: hash.into(), job: Some(job.into()), image: None });
+        self.status.build = Some(BuildStatus {
+            source_hash: hash.into(),
+            job: Some(job.into()),
+            image: None,
+            failure: Some(message.into()),
+        });
         self.set(condition::BUILD_SUCCEEDED, "False", "BuildFailed", message);
     }
 
@@ -107,31 +127,37 @@ impl<'a> Plan<'a> {
         self.set(condition::BUILD_SUCCEEDED, "False", "ImageUnavailable", format!("{image}: {message}"));
     }
 
-    /// `Ready`: the current image served by every node that reports, and the latest build (if any) succeeded.
+    /// `Ready`: `True` when every reporting node serves the current image at the current generation; `False` on a
+    /// failure (a failed build, a rejected spec, a node that cannot deploy); `Unknown` while work is under way
+    /// (building, nodes catching up).
     pub fn readiness(&mut self) {
         let build = self.get(condition::BUILD_SUCCEEDED).cloned();
         let nodes = self.f.status.as_ref().map(|s| s.nodes.clone()).unwrap_or_default();
         let image = self.status.image.clone();
-        let serving: Vec<_> = nodes.iter().filter(|n| n.ready && n.image.is_some() && n.image == image).collect();
-        self.status.ready_nodes = (!nodes.is_empty()).then(|| format!("{}/{}", serving.len(), nodes.len()));
+        let generation = self.f.metadata.generation;
+        let serves = |n: &&NodeStatus| n.ready && n.image.is_some() && n.image == image;
+        let current = |n: &&NodeStatus| serves(n) && n.observed_generation == generation;
+        let serving: Vec<_> = nodes.iter().filter(serves).collect();
+        self.status.ready_nodes =
+            (!nodes.is_empty()).then(|| format!("{}/{}", nodes.iter().filter(current).count(), nodes.len()));
         self.status.latest_revision = serving.first().and_then(|n| n.revision.clone());
+        let failing = nodes.iter().find(|n| !n.ready && n.message.is_some() && n.observed_generation == generation);
         let (status, reason, message) = match (&build, &image) {
-            (Some(b), _) if b.status == "False" => ("False", b.reason.clone(), b.message.clone()),
-            (Some(b), None) => ("Unknown", b.reason.clone(), b.message.clone()),
-            (None, None) => ("Unknown", "Reconciling".into(), String::new()),
-            (_, Some(image)) if nodes.is_empty() => {
-                ("Unknown", "WaitingForNodes".into(), format!("no node reports serving {image} yet"))
+            (Some(b), _) if b.status != "True" => (b.status.as_str(), b.reason.clone(), b.message.clone()),
+            (_, None) => ("Unknown", "Reconciling".into(), String::new()),
+            (_, Some(_)) if nodes.is_empty() => {
+                ("Unknown", "WaitingForNodes".into(), "no node has reported yet".into())
             }
-            (_, Some(image)) if serving.len() == nodes.len() => {
-                ("True", "Serving".into(), format!("{} node(s) serve {image}", serving.len()))
+            (_, Some(_)) if failing.is_some() => {
+                let n = failing.expect("checked");
+                ("False", "NodesNotReady".into(), format!("node {}: {}", n.node, n.message.as_deref().unwrap_or("")))
+            }
+            (_, Some(image)) if nodes.iter().all(|n| current(&n)) => {
+                ("True", "Serving".into(), format!("{} node(s) serve {image}", nodes.len()))
             }
             (_, Some(image)) => {
-                let lagging = nodes.iter().find(|n| !(n.ready && n.image.as_ref() == Some(image))).expect("one");
-                let why = lagging
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| format!("serves {}", lagging.image.as_deref().unwrap_or("nothing yet")));
-                ("False", "NodesNotReady".into(), format!("node {}: {why}", lagging.node))
+                let done = nodes.iter().filter(current).count();
+                ("Unknown", "RollingOut".into(), format!("{done}/{} nodes serve {image}", nodes.len()))
             }
         };
         self.set(condition::READY, status, &reason, message);

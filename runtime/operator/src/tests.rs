@@ -28,7 +28,7 @@ fn function(status: Option<Value>) -> FunctionResource {
 }
 
 fn job_name(ctx: &Context, f: &FunctionResource) -> (String, String) {
-    let hash = build::source_hash(f.spec.source.as_ref().unwrap(), "python", ctx);
+    let hash = build::source_hash(f, f.spec.source.as_ref().unwrap(), "python", ctx);
     (build::job_name("hello", &hash), hash)
 }
 
@@ -64,7 +64,8 @@ async fn finish(
     ctx: Arc<Context>,
     api: ApiServer,
 ) -> Action {
-    let action = task.await.unwrap().unwrap();
+    let action =
+        tokio::time::timeout(Duration::from_secs(10), task).await.expect("the reconcile ends").unwrap().unwrap();
     drop(ctx);
     api.done().await;
     action
@@ -172,6 +173,13 @@ async fn a_failed_job_puts_the_compiler_message_in_a_condition() {
     let event = api.event().await;
     assert_eq!((event.body["type"].as_str(), event.body["reason"].as_str()), (Some("Warning"), Some("BuildFailed")));
     finish(task, ctx, api).await;
+
+    // The failed source is not built again (no Job, no read, no write) until it changes.
+    assert!(status["build"]["failure"].as_str().unwrap().contains("SyntaxError"), "{status}");
+    let (ctx, api) = context();
+    let mut again = f.clone();
+    again.status = Some(serde_json::from_value(status).unwrap());
+    finish(start(again, Arc::new(ctx)), Arc::new(context().0), api).await;
 }
 
 #[tokio::test]
@@ -210,9 +218,9 @@ async fn a_conflict_is_retried_at_once_and_then_succeeds() {
     api.handle("PATCH", &format!("{FUNCTIONS}/hello/status"), |_| (409, status_failure(409, "Conflict"))).await;
     let error = task.await.unwrap().unwrap_err();
     assert!(error.is_conflict(), "{error}");
-    assert_eq!(error.metric_label(), "finalizer");
+    assert_eq!(error.metric_label(), "conflict");
     assert_eq!(error_policy(f.clone(), &error, ctx.clone()), Action::requeue(Duration::from_millis(500)));
-    assert!(ctx.metrics.encode().contains("wasmfn_operator_reconcile_errors_total{error=\"finalizer\"} 1"));
+    assert!(ctx.metrics.encode().contains("wasmfn_operator_reconcile_errors_total{error=\"conflict\"} 1"));
 
     let task = tokio::spawn(reconcile(f.clone(), ctx.clone()));
     let status = succeeded_job(&mut api, &f, &job).await;
@@ -290,9 +298,14 @@ async fn ready_aggregates_the_nodes_reports() {
     let (status, reason, message, nodes, _) = ready(vec![node("a", true, IMAGE), node("b", false, IMAGE)]);
     assert_eq!((status.as_str(), reason.as_str(), nodes.as_deref()), ("False", "NodesNotReady", Some("1/2")));
     assert_eq!(message, "node b: pulling");
-    let (status, _, message, ..) = ready(vec![node("a", true, "registry.test/old@sha256:00")]);
-    assert_eq!(status, "False");
-    assert!(message.contains("serves registry.test/old"), "{message}");
+    // Catching up is not a failure: Unknown until the nodes serve the new image at this generation.
+    let (status, reason, message, nodes, _) = ready(vec![node("a", true, "registry.test/old@sha256:00")]);
+    assert_eq!((status.as_str(), reason.as_str(), nodes.as_deref()), ("Unknown", "RollingOut", Some("0/1")));
+    assert!(message.contains("0/1 nodes serve"), "{message}");
+    let mut behind = node("a", true, IMAGE);
+    behind.observed_generation = Some(0);
+    let (status, reason, ..) = ready(vec![behind]);
+    assert_eq!((status.as_str(), reason.as_str()), ("Unknown", "RollingOut"));
 }
 
 #[test]
@@ -347,4 +360,31 @@ fn the_example_functions_are_valid() {
         }
     }
     assert!(checked >= 3, "found {checked} example Functions");
+}
+
+#[tokio::test]
+async fn an_unreachable_registry_keeps_the_served_image_and_backs_off() {
+    let (ctx, mut api) = context();
+    let ctx = Arc::new(ctx);
+    // A loopback port nothing listens on: the registry is down.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut f = function(Some(json!({"image": IMAGE})));
+    f.spec.source = None;
+    f.spec.build = None;
+    f.spec.image = Some(format!("{dead}/functions/hello:v2"));
+    let f = Arc::new(f);
+    let task = tokio::spawn(reconcile(f.clone(), ctx.clone()));
+    let status = status_patch(&mut api, &f).await;
+    let built = condition(&status, "BuildSucceeded");
+    assert_eq!((built["status"].as_str(), built["reason"].as_str()), (Some("False"), Some("ImageUnavailable")));
+    assert!(built["message"].as_str().unwrap().contains(&dead.to_string()), "{built}");
+    assert_eq!(status["image"], IMAGE, "what was served stays recorded");
+    assert_eq!(api.event().await.body["type"], "Warning");
+    let error = task.await.unwrap().unwrap_err();
+    assert!(error.to_string().contains("resolving"), "{error}");
+    let waits: Vec<Action> = (0..3).map(|_| error_policy(f.clone(), &error, ctx.clone())).collect();
+    let secs = [5, 10, 20].map(|s| Action::requeue(Duration::from_secs(s)));
+    assert_eq!(waits, secs);
+    drop(ctx);
+    api.done().await;
 }
