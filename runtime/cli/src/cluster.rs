@@ -53,8 +53,14 @@ pub(crate) async fn deploy(
         bail!("{}: no function.yaml (create one with `wasmfn new`)", dir.display());
     };
     let client = kube.client().await?;
+    // The namespace: -n, else the manifest's own, else the context's (like kubectl apply).
+    let text = ["function.yaml", "function.yml"].iter().find_map(|n| std::fs::read_to_string(dir.join(n)).ok());
+    let text = text.unwrap_or_default();
+    let raw: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap_or_default();
     if let Some(ns) = &kube.namespace {
         f.metadata.namespace = ns.clone();
+    } else if raw["metadata"]["namespace"].is_null() {
+        f.metadata.namespace = client.default_namespace().to_string();
     }
     let (ns, name) = (f.metadata.namespace.clone(), f.metadata.name.clone());
     if f.spec.source.is_none() && f.spec.image.is_none() {

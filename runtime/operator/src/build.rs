@@ -167,6 +167,8 @@ pub async fn step(f: &FunctionResource, source: &Source, template: &str, ctx: &C
     let name = job_name(&f.name_any(), &hash);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(existing) = jobs.get_opt(&name).await? else {
+        // Counting and creating under one lock: concurrent reconciles cannot both take the last slot.
+        let _slot = ctx.build_slots.lock().await;
         let running = active_builds(ctx).await?;
         if running >= ctx.config.max_builds {
             return Ok(BuildState::Queued { running });

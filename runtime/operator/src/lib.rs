@@ -129,6 +129,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Consecutive failures per object, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Held while a build slot is counted and taken.
+    build_slots: tokio::sync::Mutex<()>,
 }
 
 impl Context {
@@ -149,6 +151,7 @@ impl Context {
             registry,
             metrics: Metrics::default(),
             failures: Mutex::default(),
+            build_slots: tokio::sync::Mutex::default(),
         })
     }
 
