@@ -27,7 +27,8 @@ impl Hasher {
         Ok(())
     }
 
-    /// A file, or every file below a folder (skipping `target`, `node_modules` and hidden folders).
+    /// A file, or every file below a folder (skipping `target`, `node_modules`, hidden folders and Python's
+    /// `__pycache__`, which builds themselves write: hashing it would change the key after the first build).
     fn tree(&mut self, root: &Path, rel: &Path) -> Result<(), BuildError> {
         let top = root.join(rel);
         if top.is_file() {
@@ -35,7 +36,8 @@ impl Hasher {
         }
         let walker = walkdir::WalkDir::new(&top).sort_by_file_name().into_iter().filter_entry(|e| {
             let name = e.file_name().to_string_lossy();
-            e.depth() == 0 || !(name.starts_with('.') || name == "target" || name == "node_modules")
+            e.depth() == 0
+                || !(name.starts_with('.') || name == "target" || name == "node_modules" || name == "__pycache__")
         });
         for entry in walker {
             let entry = entry.map_err(|e| BuildError::Io { path: top.clone(), source: e.into() })?;
