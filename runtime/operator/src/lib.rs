@@ -131,6 +131,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Held while a build slot is counted and taken.
     build_slots: tokio::sync::Mutex<()>,
+    /// The cluster's Nodes, when watched: entries of `status.nodes` from nodes that left do not count.
+    pub nodes: Option<kube::runtime::reflector::Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Node>>>,
 }
 
 impl Context {
@@ -152,6 +154,7 @@ impl Context {
             metrics: Metrics::default(),
             failures: Mutex::default(),
             build_slots: tokio::sync::Mutex::default(),
+            nodes: None,
         })
     }
 
@@ -296,7 +299,9 @@ async fn apply(f: &FunctionResource, ctx: &Context) -> Result<Action, Error> {
             ),
         },
     }
-    plan.readiness();
+    // Only once the Node list is known (a store still loading is empty): until then every entry counts.
+    let live = ctx.nodes.as_ref().map(|s| s.state()).filter(|n| !n.is_empty());
+    plan.readiness(live.map(|nodes| nodes.iter().map(|n| n.name_any()).collect()).as_ref());
     let events = plan.commit(ctx).await?;
     for (warning, reason, note) in events {
         ctx.event(f, warning, &reason, note).await;

@@ -4,8 +4,11 @@ use anyhow::Context as _;
 use clap::Parser;
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Node;
 use kube::core::DeserializeGuard;
-use kube::runtime::{Controller, watcher};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, reflector};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +56,14 @@ async fn main() -> anyhow::Result<()> {
         domain: args.domain,
     };
     let client = Client::try_default().await.context("connecting to the Kubernetes API")?;
-    let ctx = Arc::new(Context::new(client.clone(), config)?);
+    let mut ctx = Context::new(client.clone(), config)?;
+    // The cluster's Nodes (their metadata only), so that status entries of nodes that left do not count.
+    let (nodes, writer) = reflector::store();
+    let node_api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
+    let node_watch = reflector(writer, watcher::watcher(node_api, watcher::Config::default()));
+    tokio::spawn(node_watch.default_backoff().touched_objects().for_each(|_| async {}));
+    ctx.nodes = Some(nodes);
+    let ctx = Arc::new(ctx);
 
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;

@@ -5,6 +5,7 @@ use crate::{Config, Context, Error, MANAGER};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
+use std::collections::HashSet;
 use wasmfn_api::{BuildStatus, Condition, FunctionResource, FunctionStatus, NodeStatus, condition};
 
 /// The status a reconcile wants, and the events its changes deserve.
@@ -130,9 +131,13 @@ impl<'a> Plan<'a> {
     /// `Ready`: `True` when every reporting node serves the current image at the current generation; `False` on a
     /// failure (a failed build, a rejected spec, a node that cannot deploy); `Unknown` while work is under way
     /// (building, nodes catching up).
-    pub fn readiness(&mut self) {
+    /// With `live` (the cluster's node names), entries of nodes that left are ignored.
+    pub fn readiness(&mut self, live: Option<&HashSet<String>>) {
         let build = self.get(condition::BUILD_SUCCEEDED).cloned();
-        let nodes = self.f.status.as_ref().map(|s| s.nodes.clone()).unwrap_or_default();
+        let mut nodes = self.f.status.as_ref().map(|s| s.nodes.clone()).unwrap_or_default();
+        if let Some(live) = live {
+            nodes.retain(|n| live.contains(&n.node));
+        }
         let image = self.status.image.clone();
         let generation = self.f.metadata.generation;
         let serves = |n: &&NodeStatus| n.ready && n.image.is_some() && n.image == image;

@@ -282,15 +282,23 @@ async fn ready_aggregates_the_nodes_reports() {
     let mut f = function(None);
     f.spec.source = None;
     f.spec.build = None;
-    let ready = |nodes: Vec<NodeStatus>| {
+    let live = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<std::collections::HashSet<_>>();
+    let ready_among = |nodes: Vec<NodeStatus>, among: Option<&std::collections::HashSet<String>>| {
         let mut f = f.clone();
         f.status = Some(FunctionStatus { nodes, ..Default::default() });
         let mut plan = crate::status::Plan::new(&f, &ctx.config);
         plan.resolved(IMAGE, None);
-        plan.readiness();
+        plan.readiness(among);
         let c = plan.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap().clone();
         (c.status, c.reason, c.message, plan.status.ready_nodes, plan.status.latest_revision)
     };
+    let ready = |nodes: Vec<NodeStatus>| ready_among(nodes, None);
+    // A node that left the cluster (its entry stays) does not hold Ready back.
+    let (status, _, _, nodes, _) = ready_among(
+        vec![node("a", true, IMAGE), node("gone", true, "registry.test/old@sha256:00")],
+        Some(&live(&["a", "b"])),
+    );
+    assert_eq!((status.as_str(), nodes.as_deref()), ("True", Some("1/1")));
     let (status, reason, ..) = ready(vec![]);
     assert_eq!((status.as_str(), reason.as_str()), ("Unknown", "WaitingForNodes"));
     let (status, _, _, nodes, revision) = ready(vec![node("a", true, IMAGE), node("b", true, IMAGE)]);
