@@ -85,24 +85,37 @@ pub(crate) fn build_dir(
 }
 
 /// What `wasmfn build` was asked to do.
+#[derive(clap::Args)]
 pub(crate) struct BuildCmd {
-    /// The function folder (unless `source` is given).
+    /// The function folder.
+    #[arg(default_value = ".", conflicts_with = "source")]
     pub dir: PathBuf,
-    /// Fetch the folder from here first.
+    /// Fetch the function folder from git+URL#REF:PATH, s3://BUCKET/KEY?endpoint=URL&region=R#PATH or
+    /// inline:DIR instead.
+    #[arg(long, value_name = "SRC")]
     pub source: Option<Source>,
-    /// Write the component here instead of the local store.
+    /// Write the component here instead of the local component store.
+    #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// The template, when function.yaml names none.
+    /// The template, when function.yaml does not name one (required with inline: sources).
+    #[arg(long, short)]
     pub template: Option<String>,
-    /// Rebuild even on a cache hit.
+    /// Rebuild even when the cache has this build.
+    #[arg(long)]
     pub no_cache: bool,
-    /// The data folder whose OCI layout receives the build.
-    pub data_dir: PathBuf,
-    /// Push the component here afterwards.
+    /// Data folder whose component store receives the build.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Then push the component to this `registry/repository:tag` (the CNCF Wasm artifact) and print the
+    /// reference pinned to its digest.
+    #[arg(long, value_name = "REF")]
     pub push: Option<String>,
-    /// Write the outcome (JSON) or the error here.
+    /// Write the outcome to FILE: one line of JSON `{"digest": …, "image": …}`, or the error (its last
+    /// 3,900 bytes: a Kubernetes terminationMessagePath holds 4096).
+    #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// The largest archive an `s3://` source may download.
+    /// The largest archive an s3:// source may download.
+    #[arg(long, value_name = "BYTES", default_value_t = wasmfn_build::source::DEFAULT_MAX_ARCHIVE_BYTES)]
     pub source_max_bytes: u64,
 }
 
@@ -153,6 +166,7 @@ pub(crate) async fn build(cmd: BuildCmd, args: &BuildArgs, registry: &RegistryAr
 
 async fn run(cmd: &BuildCmd, args: &BuildArgs, registry: &RegistryArgs) -> anyhow::Result<Outcome> {
     let builder = args.builder()?;
+    let data_dir = cmd.data_dir.clone().unwrap_or_else(crate::default_data_dir);
     // The fetched folder lives until the push has read its provenance.
     let mut fetched = None;
     let dir = match &cmd.source {
@@ -192,7 +206,7 @@ async fn run(cmd: &BuildCmd, args: &BuildArgs, registry: &RegistryArgs) -> anyho
             let bytes = std::fs::read(&built.path).with_context(|| format!("reading {}", built.path.display()))?;
             let provenance = wasmfn_oci::Provenance { title: format!("{name}.wasm"), ..Default::default() };
             let artifact = wasmfn_oci::artifact::build(&bytes, wasmfn_oci::Format::Wasm, &provenance)?;
-            let layout = wasmfn_oci::Layout::open(&cmd.data_dir)?;
+            let layout = wasmfn_oci::Layout::open(&data_dir)?;
             layout.put(&artifact, &format!("{name}:latest")).context("storing the component")?;
             layout.blob_path(&built.digest)
         }
@@ -201,7 +215,7 @@ async fn run(cmd: &BuildCmd, args: &BuildArgs, registry: &RegistryArgs) -> anyho
     println!("{name} ({}): {} {} ({} bytes), {how}", built.template, built.digest, human(built.size), built.size);
     println!("  → {}", dest.display());
     if cmd.output.is_none() {
-        println!("  stored as {name}:latest in the OCI layout {}", cmd.data_dir.display());
+        println!("  stored as {name}:latest in the OCI layout {}", data_dir.display());
         if cmd.push.is_none() {
             println!("  deploy it with `component: {}`, or `wasmfn push {name} REGISTRY/REPO:TAG`", built.digest);
         }

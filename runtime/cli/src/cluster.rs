@@ -1,7 +1,7 @@
 //! `wasmfn deploy`, `wasmfn get` and `wasmfn logs`: functions on the current kube context.
 
 use crate::build::{BuildArgs, build_dir, manifest};
-use crate::oci::RegistryArgs;
+use crate::oci::{RegistryArgs, push_file};
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
@@ -79,13 +79,13 @@ pub(crate) async fn deploy(
                 tokio::task::spawn_blocking(move || build_dir(&builder, &folder, None, true)).await??.path
             }
         };
+        // Tagged by the component's digest: the same build is the same tag.
         let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        wasmfn_runtime::check_component(&bytes).with_context(|| format!("{} cannot be served", file.display()))?;
         let digest = wasmfn_oci::sha256_digest(&bytes);
         let reference = format!("{}/{ns}/{name}:{}", registry.trim_end_matches('/'), &digest[7..23]);
-        let provenance = wasmfn_oci::Provenance { title: format!("{name}.wasm"), ..Default::default() };
-        let artifact = wasmfn_oci::artifact::build(&bytes, wasmfn_oci::Format::Wasm, &provenance)?;
-        let pinned = registry_args.registry(&reference)?.push(&reference, &artifact).await?;
+        let title = format!("{name}.wasm");
+        let pushed = push_file(&file, title, dir, &reference, wasmfn_oci::Format::Wasm, registry_args).await?;
+        let pinned = pushed.pinned;
         println!("pushed {pinned}");
         f.spec.image = Some(pinned);
         f.spec.component = None;

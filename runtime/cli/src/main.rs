@@ -109,36 +109,8 @@ enum Command {
     /// (DIR/code and DIR/dependencies put into the --template's scaffold).
     #[command(verbatim_doc_comment)]
     Build {
-        /// The function folder.
-        #[arg(default_value = ".", conflicts_with = "source")]
-        dir: PathBuf,
-        /// Fetch the function folder from git+URL#REF:PATH, s3://BUCKET/KEY?endpoint=URL&region=R#PATH or
-        /// inline:DIR instead.
-        #[arg(long, value_name = "SRC")]
-        source: Option<wasmfn_build::Source>,
-        /// Write the component here instead of the local component store.
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-        /// The template, when function.yaml does not name one (required with inline: sources).
-        #[arg(long, short)]
-        template: Option<String>,
-        /// Rebuild even when the cache has this build.
-        #[arg(long)]
-        no_cache: bool,
-        /// Data folder whose component store receives the build.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Then push the component to this `registry/repository:tag` (the CNCF Wasm artifact) and print the
-        /// reference pinned to its digest.
-        #[arg(long, value_name = "REF")]
-        push: Option<String>,
-        /// Write the outcome to FILE: one line of JSON `{"digest": …, "image": …}`, or the error (its last
-        /// 3,900 bytes: a Kubernetes terminationMessagePath holds 4096).
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-        /// The largest archive an s3:// source may download.
-        #[arg(long, value_name = "BYTES", default_value_t = wasmfn_build::source::DEFAULT_MAX_ARCHIVE_BYTES)]
-        source_max_bytes: u64,
+        #[command(flatten)]
+        cmd: build::BuildCmd,
         #[command(flatten)]
         registry: oci::RegistryArgs,
         #[command(flatten)]
@@ -304,33 +276,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { config, node, kubernetes, node_name } => {
                 serve(config, node, kubernetes.then(|| node_name.unwrap_or_else(hostname))).await
             }
-            Command::Build {
-                dir,
-                source,
-                output,
-                template,
-                no_cache,
-                data_dir,
-                push,
-                report,
-                source_max_bytes,
-                registry,
-                build,
-            } => {
-                let data_dir = data_dir.unwrap_or_else(default_data_dir);
-                let cmd = build::BuildCmd {
-                    dir,
-                    source,
-                    output,
-                    template,
-                    no_cache,
-                    data_dir,
-                    push,
-                    report,
-                    source_max_bytes,
-                };
-                build::build(cmd, &build, &registry).await
-            }
+            Command::Build { cmd, registry, build } => build::build(cmd, &build, &registry).await,
             Command::Push { source, reference, format, data_dir, registry, build } => {
                 let data_dir = data_dir.unwrap_or_else(default_data_dir);
                 let format = match format {
