@@ -6,6 +6,7 @@
 #   - docker-registry, skopeo and htpasswd (apache2-utils) for the OCI registry tests;
 #   - nats-server (JetStream) for the eventing tests;
 #   - kubectl (kustomize) and kubernetes-validate (PyPI) for the offline checks of deploy/;
+#   - containerd and runc for the containerd shim's tests; protoc and libseccomp to build the shim;
 #   - wrk and hyperfine for the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc wrk hyperfine ca-certificates
-  docker-registry skopeo apache2-utils openssl git nats-server)
+  docker-registry skopeo apache2-utils openssl git nats-server containerd runc protobuf-compiler libseccomp-dev
+  pkg-config)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 # kubectl renders the kustomize base in the manifest checks; Debian's kubernetes-client when none is installed.
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
@@ -37,6 +39,11 @@ fi
 # The package starts a system registry on :5000; the tests run their own on 127.0.0.1 ephemeral ports.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled docker-registry >/dev/null 2>&1; then
   $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+# The package starts a system containerd; the shim tests run their own with a socket in a temp dir.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled containerd >/dev/null 2>&1; then
+  $SUDO systemctl disable --now containerd >/dev/null 2>&1 || true
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 #![allow(missing_docs, clippy::print_stderr)]
 
 pub mod build;
+pub mod containerd;
 pub mod guests;
 pub mod kube;
 pub mod load;

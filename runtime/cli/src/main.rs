@@ -357,7 +357,7 @@ fn hostname() -> String {
 /// Prints the bound addresses; tests and scripts wait for these lines.
 fn announce(listeners: &wasmfn_runtime::Listeners) {
     println!("wasmfn listening on http://{}", listeners.ingress_addr());
-    println!("wasmfn admin listening on http://{}", listeners.admin_addr());
+    println!("wasmfn admin listening on http://{}", listeners.admin_addr().expect("bound with an admin listener"));
 }
 
 /// Resolves on SIGINT or SIGTERM.

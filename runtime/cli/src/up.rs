@@ -167,7 +167,10 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -
     announce(&listeners);
     // `wasmfn revisions|traffic|rollback` find this node through it.
     let admin_file = node.config().data_dir.join(crate::admin::ADMIN_FILE);
-    if let Err(e) = std::fs::write(&admin_file, format!("http://{}\n", listeners.admin_addr())) {
+    if let Err(e) = std::fs::write(
+        &admin_file,
+        format!("http://{}\n", listeners.admin_addr().expect("bound with an admin listener")),
+    ) {
         tracing::warn!(path = %admin_file.display(), error = %e, "cannot record the admin API address");
     }
     for f in node.list() {

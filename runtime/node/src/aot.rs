@@ -25,6 +25,38 @@ pub(crate) enum Outcome {
     Recovered,
 }
 
+/// A stable key of what compiled code this engine can load (wasmtime's compatibility hash, hashed to a u64).
+pub(crate) fn compatibility_key(engine: &Engine) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.finish()
+}
+
+/// Compiles components ahead of time for nodes with the same pool settings, outside any node: the containerd
+/// shim's precompile step, whose output containerd stores next to the image.
+pub struct Precompiler {
+    engine: Engine,
+}
+
+impl Precompiler {
+    /// An engine configured exactly as a node with this pool config builds its own.
+    pub fn new(pool: &crate::PoolConfig) -> Result<Precompiler, crate::Error> {
+        let (engine, _) = crate::engine::build(pool).map_err(|e| crate::Error::Engine(format!("{e:#}")))?;
+        Ok(Precompiler { engine })
+    }
+
+    /// Changes whenever code compiled by an older engine could not be loaded (wasmtime version, settings).
+    pub fn key(&self) -> u64 {
+        compatibility_key(&self.engine)
+    }
+
+    /// Checks that `wasm` is an HTTP-handler-shaped component and compiles it.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Vec<u8>, crate::Error> {
+        crate::validate::check_component(wasm)?;
+        self.engine.precompile_component(wasm).map_err(|e| crate::Error::Compile(format!("{e:#}")))
+    }
+}
+
 pub(crate) struct AotCache {
     dir: PathBuf,
     engine: Engine,
@@ -47,16 +79,26 @@ impl FileId {
 }
 
 impl AotCache {
-    pub(crate) fn new(data_dir: &Path, engine: &Engine, metrics: Metrics) -> AotCache {
-        let mut h = std::hash::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut h);
-        let dir = data_dir.join("aot").join(format!("{:016x}", h.finish()));
+    /// A cache in `<root>/<engine compatibility hash>`.
+    pub(crate) fn new(root: &Path, engine: &Engine, metrics: Metrics) -> AotCache {
+        let dir = root.join(format!("{:016x}", compatibility_key(engine)));
         AotCache { dir, engine: engine.clone(), metrics, verified: Mutex::default() }
     }
 
     fn paths(&self, digest: &Digest) -> (PathBuf, PathBuf) {
         let hex = digest.hex();
         (self.dir.join(format!("{hex}.cwasm")), self.dir.join(format!("{hex}.sum")))
+    }
+
+    /// The engine's compiled-code format must match; returns why not.
+    pub(crate) fn check_compiled(&self, compiled: &[u8]) -> Result<(), String> {
+        match Engine::detect_precompiled(compiled) {
+            Some(wasmtime::Precompiled::Component) => {}
+            _ => return Err("not a precompiled component".into()),
+        }
+        // SAFETY: only called with artifacts this crate's `Precompiler` wrote to containerd's content store,
+        // which only root can modify; deserializing checks the engine's compatibility header.
+        unsafe { Component::deserialize(&self.engine, compiled) }.map(drop).map_err(|e| format!("{e:#}"))
     }
 
     /// Deletes the entry of `digest`, if any.
@@ -101,19 +143,25 @@ impl AotCache {
         let compiled = self.engine.precompile_component(&bytes).map_err(|e| crate::Error::Compile(format!("{e:#}")))?;
         self.metrics.compile_seconds.observe(started.elapsed().as_secs_f64());
         tracing::info!(%digest, seconds = started.elapsed().as_secs_f64(), bytes = compiled.len(), "compiled component");
-        // Code first, then its checksum: an entry without a checksum is never a hit.
-        let stored = write_atomic(&code, &compiled)
-            .and_then(|()| write_atomic(&sum, self.checksum(digest, &compiled).as_bytes()));
-        match stored.and_then(|()| FileId::of(&code)) {
-            Ok(id) => {
-                self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(code.clone(), id);
-            }
-            Err(e) => tracing::warn!(%digest, error = %e, "cannot write the AOT cache entry; serving from memory"),
-        }
+        self.store(digest, &compiled);
         // SAFETY: `compiled` was just produced by this engine's `precompile_component`.
         let component = unsafe { Component::deserialize(&self.engine, &compiled) }
             .map_err(|e| crate::Error::Compile(format!("{e:#}")))?;
         Ok((component, outcome))
+    }
+
+    /// Writes the entry of `digest`: the code first, then its checksum, so an entry without a checksum is never
+    /// a hit. A failed write is logged; the caller serves from memory.
+    pub(crate) fn store(&self, digest: &Digest, compiled: &[u8]) {
+        let (code, sum) = self.paths(digest);
+        let stored =
+            write_atomic(&code, compiled).and_then(|()| write_atomic(&sum, self.checksum(digest, compiled).as_bytes()));
+        match stored.and_then(|()| FileId::of(&code)) {
+            Ok(id) => {
+                self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(code, id);
+            }
+            Err(e) => tracing::warn!(%digest, error = %e, "cannot write the AOT cache entry; serving from memory"),
+        }
     }
 
     /// `Ok(None)` when there is no entry, `Err(reason)` when the entry is bad.

@@ -19,6 +19,12 @@ pub struct NodeConfig {
     pub admin_token: Option<String>,
     /// Where the function table, the component blobs and the AOT cache live.
     pub data_dir: PathBuf,
+    /// Where compiled code is cached instead of `<data-dir>/aot`. Nodes may share one: entries are keyed by
+    /// component digest and engine, written atomically and checksummed (the containerd shim's containers do).
+    pub aot_dir: Option<PathBuf>,
+    /// Requests that no host, path or route rule matches go to this function (`namespace/name`), path
+    /// unchanged: a pod-style node that serves one function at `/`.
+    pub default_function: Option<String>,
     /// Functions answer on `<function>.<namespace>.<domain>`.
     pub domain: String,
     /// A function with no request for this long drops its compiled code from memory (scale to zero).
@@ -84,6 +90,8 @@ impl Default for NodeConfig {
             admin_listen: ([127, 0, 0, 1], 8081).into(),
             admin_token: None,
             data_dir: PathBuf::from("wasmfn-data"),
+            aot_dir: None,
+            default_function: None,
             domain: "localhost".into(),
             idle_ttl: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
@@ -154,6 +162,11 @@ impl NodeConfig {
         }
         if self.pool.max_memory.bytes() < (1 << 20) {
             return Err(ConfigError::Invalid("pool.max-memory must be at least 1Mi".into()));
+        }
+        if let Some(key) = &self.default_function
+            && !key.split_once('/').is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+        {
+            return Err(ConfigError::Invalid(format!("default-function `{key}` is not `namespace/name`")));
         }
         if !self.admin_listen.ip().is_loopback() && self.token().is_none() {
             return Err(ConfigError::Invalid(format!(

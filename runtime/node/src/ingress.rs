@@ -92,7 +92,9 @@ pub(crate) async fn handle(node: Node, req: Request<Incoming>) -> Response<Respo
     }
     let table = node.shared.table.load();
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host());
-    let Some(routed) = table.route(host, req.uri().path(), &node.shared.config.domain) else {
+    let routed = table.route(host, req.uri().path(), &node.shared.config.domain);
+    let routed = routed.or_else(|| node.shared.config.default_function.as_deref().and_then(|key| table.whole(key)));
+    let Some(routed) = routed else {
         let path = req.uri().path().to_string();
         return json_error(
             StatusCode::NOT_FOUND,

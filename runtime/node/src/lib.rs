@@ -31,6 +31,7 @@ mod service;
 mod table;
 mod validate;
 
+pub use aot::Precompiler;
 pub use blobs::{Blobs, Digest};
 pub use config::{ConfigError, GuestLogConfig, NodeConfig, PoolConfig, RegistryConfig};
 pub use engine::AllocatorKind;

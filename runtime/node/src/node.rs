@@ -108,7 +108,7 @@ pub(crate) struct Shared {
     pub(crate) table: ArcSwap<Table>,
     stats: Mutex<HashMap<String, Arc<FunctionStats>>>,
     pub(crate) deploy_lock: tokio::sync::Mutex<()>,
-    registry: wasmfn_oci::Registry,
+    registry: OnceLock<wasmfn_oci::Registry>,
     /// One download at a time per layer digest; concurrent deploys of one image then find it in the store.
     pulling: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) metrics: Metrics,
@@ -151,14 +151,19 @@ impl Node {
         let metrics = Metrics::new();
         metrics.allocator.get_or_create(&AllocatorLabels { strategy: allocator.as_str() }).set(1);
         let ticker = EpochTicker::start(engine.clone()).map_err(|e| Error::Engine(e.to_string()))?;
-        let registry = wasmfn_oci::Registry::new(&wasmfn_oci::RegistryConfig {
-            insecure: config.registry.insecure.clone(),
-            ca_file: config.registry.ca_file.clone(),
-        })?;
+        // The client is built on first pull: it loads the system's CA certificates, which a node embedded in a
+        // container (the shim) may not have and never needs. A CA file that cannot be read fails here.
+        if let Some(path) = &config.registry.ca_file {
+            std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        }
         let shared = Shared {
-            registry,
+            registry: OnceLock::new(),
             pulling: Mutex::default(),
-            aot: AotCache::new(&config.data_dir, &engine, metrics.clone()),
+            aot: AotCache::new(
+                config.aot_dir.as_deref().unwrap_or(&config.data_dir.join("aot")),
+                &engine,
+                metrics.clone(),
+            ),
             blobs: Blobs::new(&config.data_dir),
             capacity: Arc::new(Semaphore::new(config.pool.instances as usize)),
             codes: Mutex::default(),
@@ -338,11 +343,37 @@ impl Node {
         .map_err(|e| Error::Engine(format!("upload task failed: {e}")))?
     }
 
+    /// Installs code compiled by a [`crate::Precompiler`] for the component `digest` in the AOT cache, so a
+    /// deploy of `spec.component: sha256:<hex>` runs it without the component's bytes and without compiling.
+    pub async fn import_compiled(&self, digest: Digest, compiled: Vec<u8>) -> Result<(), Error> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            node.shared
+                .aot
+                .check_compiled(&compiled)
+                .map_err(|e| Error::Compile(format!("precompiled code for {digest} cannot be loaded: {e}")))?;
+            node.shared.aot.store(&digest, &compiled);
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Engine(format!("import task failed: {e}")))?
+    }
+
     /// Resolves an image reference and makes sure its component is in the store: (its digest, its bytes when
     /// they were just downloaded and checked, the digest-pinned reference). One download per layer digest, even
     /// under concurrent deploys.
     async fn pull(&self, image: &str) -> Result<(Digest, Option<Vec<u8>>, String), Error> {
-        let registry = &self.shared.registry;
+        let registry = match self.shared.registry.get() {
+            Some(r) => r,
+            None => {
+                let c = &self.shared.config.registry;
+                let r = wasmfn_oci::Registry::new(&wasmfn_oci::RegistryConfig {
+                    insecure: c.insecure.clone(),
+                    ca_file: c.ca_file.clone(),
+                })?;
+                self.shared.registry.get_or_init(|| r)
+            }
+        };
         let located = registry.locate(image).await?;
         let gate = {
             let mut pulling = self.shared.pulling.lock().unwrap_or_else(|e| e.into_inner());
@@ -451,7 +482,7 @@ impl Node {
                     tokio::task::spawn_blocking(move || {
                         if let Some(b) = &bytes {
                             node.shared.blobs.put(b)?;
-                        } else if !node.shared.blobs.path(&digest).exists() {
+                        } else if !node.shared.blobs.path(&digest).exists() && !node.shared.aot.contains(&digest) {
                             return Err(Error::UnknownComponent(digest.to_string()));
                         }
                         node.load_blocking(digest, bytes)

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 /// Bound but not yet serving listeners, so callers learn the addresses (port 0 picks a free port).
 pub struct Listeners {
     ingress: TcpListener,
-    admin: TcpListener,
+    admin: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -21,9 +21,9 @@ impl Listeners {
         self.ingress.local_addr().expect("bound socket has an address")
     }
 
-    /// The admin API address.
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("bound socket has an address")
+    /// The admin API address, unless the node serves without one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr().expect("bound socket has an address"))
     }
 }
 
@@ -34,7 +34,14 @@ impl Node {
         let ingress = TcpListener::bind(c.listen).await?;
         let admin = TcpListener::bind(c.admin_listen).await?;
         let _ = self.shared.ingress_addr.set(ingress.local_addr()?);
-        Ok(Listeners { ingress, admin })
+        Ok(Listeners { ingress, admin: Some(admin) })
+    }
+
+    /// Binds only the ingress: the function table is fixed by whoever embeds the node (the containerd shim).
+    pub async fn bind_ingress(&self) -> std::io::Result<Listeners> {
+        let ingress = TcpListener::bind(self.config().listen).await?;
+        let _ = self.shared.ingress_addr.set(ingress.local_addr()?);
+        Ok(Listeners { ingress, admin: None })
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests for up to `shutdown-timeout`.
@@ -49,17 +56,17 @@ impl Node {
             async move { node.warm_up().await }
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let admin = {
+        let admin = listeners.admin.map(|admin| {
             let router = crate::admin::router(self.clone());
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
-                let _ = axum::serve(listeners.admin, router)
+                let _ = axum::serve(admin, router)
                     .with_graceful_shutdown(async move {
                         let _ = stop.wait_for(|s| *s).await;
                     })
                     .await;
             })
-        };
+        });
 
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -102,7 +109,9 @@ impl Node {
         if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
             tracing::warn!(?deadline, "in-flight requests still running at the shutdown deadline");
         }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin).await;
+        if let Some(admin) = admin {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin).await;
+        }
         reaper.abort();
         collector.abort();
         rollouts.abort();

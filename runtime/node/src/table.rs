@@ -109,6 +109,11 @@ impl Table {
         })
     }
 
+    /// The function `namespace/name`, path unchanged.
+    pub(crate) fn whole(&self, key: &str) -> Option<Routed> {
+        self.functions.get(key).map(|s| Routed { revision: s.pick().clone(), strip: 0 })
+    }
+
     /// Routes by `Host: [<tag>-]<function>.<namespace>.<domain>`, then by `/<namespace>/[<tag>-]<function>/…`,
     /// then by the functions' own route prefixes. A function is split over its revisions by weight; a tag
     /// reaches one revision.

@@ -1,0 +1,129 @@
+//! The host directory the shim shares between containers: `aot/` holds compiled code (keyed by component
+//! digest and engine, checksummed), `run/<id>/` one container's function table and blobs.
+//!
+//! Containers run after `pivot_root` into their image, where no host path is visible. The directory is
+//! opened in `main`, before the zygote that every container's init process is cloned from, so the open
+//! descriptor is inherited and `/proc/self/fd/<n>` reaches it from inside the container.
+
+use std::fs::File;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Environment variable (of containerd, which the shim inherits) naming the host directory.
+pub const ENV: &str = "WASMFN_SHIM_DIR";
+/// The host directory when [`ENV`] is unset.
+pub const DEFAULT: &str = "/var/lib/wasmfn/shim";
+
+static HOST_DIR: OnceLock<Result<RawFd, String>> = OnceLock::new();
+
+/// Creates and opens the host directory. Failures are reported when a container needs it.
+pub fn open_from_env() {
+    let path = std::env::var_os(ENV).map_or_else(|| PathBuf::from(DEFAULT), PathBuf::from);
+    let opened = open(&path).map_err(|e| format!("cannot open the shim's host directory {}: {e}", path.display()));
+    let _ = HOST_DIR.set(opened);
+}
+
+fn open(path: &Path) -> std::io::Result<RawFd> {
+    std::fs::create_dir_all(path)?;
+    for sub in ["aot", "run"] {
+        let dir = path.join(sub);
+        std::fs::create_dir_all(&dir)?;
+        // Like /tmp: containers running as any user can add entries, none can remove another's.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))?;
+    }
+    // Close-on-exec (std's default) only matters for images that turn out to be native executables.
+    Ok(File::open(path)?.into_raw_fd())
+}
+
+/// The host directory as seen from inside a container.
+pub fn root() -> Result<PathBuf, String> {
+    let fd = HOST_DIR.get().cloned().unwrap_or_else(|| Err("the shim's host directory was not opened".into()))?;
+    let root = PathBuf::from(format!("/proc/self/fd/{fd}"));
+    if !root.join("run").is_dir() {
+        return Err(format!(
+            "{} does not reach the shim's host directory: is /proc mounted in the container?",
+            root.display()
+        ));
+    }
+    Ok(root)
+}
+
+/// One container's state directory in `run/`, locked while the container lives and removed when it ends.
+pub struct StateDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+/// Directories of containers that ended without cleaning up (killed) are removed once unlocked for this long;
+/// the age covers a new directory whose lock is not yet taken.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
+impl StateDir {
+    /// Creates a fresh directory under `<root>/run` and removes those of containers that are gone.
+    pub fn create(root: &Path) -> std::io::Result<StateDir> {
+        let run = root.join("run");
+        sweep(&run);
+        let path = run.join(uuid::Uuid::new_v4().to_string());
+        std::fs::create_dir(&path)?;
+        let lock = File::create(path.join("lock"))?;
+        lock.lock()?;
+        Ok(StateDir { path, _lock: lock })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn sweep(run: &Path) {
+    let Ok(entries) = std::fs::read_dir(run) else { return };
+    for entry in entries.flatten() {
+        let old = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if old.is_none_or(|age| age < STALE_AFTER) {
+            continue;
+        }
+        let unlocked = File::open(entry.path().join("lock")).is_ok_and(|f| f.try_lock().is_ok());
+        if unlocked && std::fs::remove_dir_all(entry.path()).is_ok() {
+            log::info!("removed the state of an ended container: {}", entry.path().display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_dirs_are_removed_on_drop_and_live_ones_survive_a_sweep() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("run")).unwrap();
+        let live = StateDir::create(root.path()).unwrap();
+        // A killed container: its directory stays, nobody holds its lock.
+        let ended_path = root.path().join("run/ended");
+        std::fs::create_dir(&ended_path).unwrap();
+        File::create(ended_path.join("lock")).unwrap();
+        // Both are young: kept.
+        sweep(&root.path().join("run"));
+        assert!(ended_path.exists() && live.path().exists());
+        let past = std::time::SystemTime::now() - 2 * STALE_AFTER;
+        for dir in [&ended_path, live.path()] {
+            File::open(dir).unwrap().set_modified(past).unwrap();
+        }
+        sweep(&root.path().join("run"));
+        assert!(!ended_path.exists(), "an unlocked old directory is removed");
+        assert!(live.path().exists(), "a locked one is kept");
+        let live_path = live.path().to_owned();
+        drop(live);
+        assert!(!live_path.exists());
+    }
+}
