@@ -453,11 +453,13 @@ def main():
     p.add_argument("--cold-samples", type=int, default=30)
     p.add_argument("--functions", type=int, default=1000)
     p.add_argument("--quick", action="store_true", help="short runs for a smoke test")
-    p.add_argument("--only", choices=["throughput", "cold", "density", "revisions", "events"])
+    p.add_argument("--shim", help="containerd-shim-wasmfn-v1 (the shim part needs root and containerd)")
+    p.add_argument("--shim-samples", type=int, default=15)
+    p.add_argument("--only", choices=["throughput", "cold", "density", "revisions", "events", "shim"])
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
     args = p.parse_args()
     if args.quick:
-        args.seconds, args.rounds, args.cold_samples, args.functions = 2, 1, 5, 50
+        args.seconds, args.rounds, args.cold_samples, args.functions, args.shim_samples = 2, 1, 5, 50, 3
     results = {
         "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
         "throughput": {},
@@ -472,6 +474,10 @@ def main():
         revisions(args, results)
     if args.only in (None, "events"):
         events(args, results)
+    if args.only in (None, "shim") and args.shim:
+        import shim as shim_bench  # bench/shim.py
+
+        shim_bench.shim(args, results, free_port)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"results written to {args.out}")

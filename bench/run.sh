@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks wasmfn against `wasmtime serve` (wasmtime-cli 48.0.8) on this machine, in one run.
-# Usage: bench/run.sh [--quick]   (results are printed and written to bench/results.json)
+# Usage: bench/run.sh [--quick] [--only throughput|cold|density|revisions|events|shim]   (results are printed and written to bench/results.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release -p wasmfn-cli
+cargo build --release -p wasmfn-cli -p containerd-shim-wasmfn
 wasmfn="${CARGO_TARGET_DIR:-target}/release/wasmfn"
+shim="${CARGO_TARGET_DIR:-target}/release/containerd-shim-wasmfn-v1"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$wasmfn" build examples/hello-rust -o "$out/hello-rust.wasm" >/dev/null
@@ -20,4 +21,5 @@ python3 bench/bench.py \
   --wasmtime "$tools/bin/wasmtime" \
   --component "$out/hello-rust.wasm" \
   --js-component "$out/hello-js.wasm" \
+  --shim "$shim" \
   "$@"

@@ -7,7 +7,7 @@
 #   - nats-server (JetStream) for the eventing tests;
 #   - kubectl (kustomize) and kubernetes-validate (PyPI) for the offline checks of deploy/;
 #   - containerd and runc for the containerd shim's tests; protoc and libseccomp to build the shim;
-#   - wrk and hyperfine for the benchmarks.
+#   - wrk, hyperfine and busybox-static (a native container to compare the shim with) for the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc wrk hyperfine ca-certificates
   docker-registry skopeo apache2-utils openssl git nats-server containerd runc protobuf-compiler libseccomp-dev
-  pkg-config)
+  pkg-config busybox-static)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 # kubectl renders the kustomize base in the manifest checks; Debian's kubernetes-client when none is installed.
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)

@@ -54,3 +54,103 @@ impl Compiler for WasmfnCompiler {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_wasm::shim::Compiler as _;
+    use oci_spec::image::{Descriptor, MediaType};
+    use std::str::FromStr;
+    use wasmfn_runtime::{Digest, Node, NodeConfig};
+
+    fn layer(bytes: Vec<u8>) -> WasmLayer {
+        let digest = oci_spec::image::Digest::from_str(&Digest::of(&bytes).to_string()).unwrap();
+        let config = Descriptor::new(MediaType::Other("application/wasm".into()), bytes.len() as u64, digest);
+        WasmLayer { config, precompiled: false, layer: bytes }
+    }
+
+    /// The OCI path as containerd drives it: compile once, then a container runs the precompiled layer
+    /// (`import_compiled`) without the component's bytes and without compiling.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn precompiled_layers_run_without_compiling_and_other_layers_are_kept() {
+        let component = std::fs::read(wasmfn_tests::guests::rust_guest()).unwrap();
+        let core = wat::parse_str("(module)").unwrap();
+        let compiler = WasmfnCompiler::default();
+        let layers = [layer(component.clone()), layer(core)];
+        let out = compiler.compile(&layers).await.unwrap();
+        assert_eq!(out.len(), 2, "one entry per layer");
+        assert!(out[1].is_none(), "a layer that is not a servable component is kept as it is");
+        let code = out[0].clone().expect("the component is compiled");
+
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::new(NodeConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            data_dir: dir.path().join("data"),
+            aot_dir: Some(dir.path().join("aot")),
+            default_function: Some("pod/hello".into()),
+            pool: crate::sandbox::pool(),
+            ..NodeConfig::default()
+        })
+        .unwrap();
+        let digest = Digest::of(&component);
+        assert!(node.import_compiled(digest, b"not code".to_vec()).await.is_err(), "garbage is refused");
+        node.import_compiled(digest, code).await.unwrap();
+        let f = wasmfn_api::Function::new("pod", "hello", &digest.to_string());
+        node.deploy(f, None).await.expect("deploys from the compiled code alone");
+        assert!(!dir.path().join("data/blobs/sha256").join(digest.hex()).exists(), "no component bytes stored");
+
+        let listeners = node.bind_ingress().await.unwrap();
+        let addr = listeners.ingress_addr();
+        assert!(listeners.admin_addr().is_none());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let node = node.clone();
+            async move {
+                node.serve(listeners, async {
+                    let _ = stopped.await;
+                })
+                .await
+            }
+        });
+        // Any path: the default function serves the pod, path unchanged.
+        let body = reqwest::get(format!("http://{addr}/path?x=1")).await.unwrap().text().await.unwrap();
+        assert_eq!(body, "/path?x=1");
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn the_cache_key_changes_with_the_engine() {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let key = |c: &WasmfnCompiler| {
+            let mut h = DefaultHasher::new();
+            c.cache_key().hash(&mut h);
+            h.finish()
+        };
+        let a = WasmfnCompiler::default();
+        assert_eq!(key(&a), key(&WasmfnCompiler::default()), "stable for the same engine");
+        let other = Precompiler::new(&wasmfn_runtime::PoolConfig { enabled: false, ..crate::sandbox::pool() }).unwrap();
+        let b = WasmfnCompiler { precompiler: OnceLock::from(Ok(other)) };
+        // Pooling does not change the code wasmtime produces; the key must only change when the code does.
+        assert_eq!(a.precompiler().unwrap().key() == b.precompiler().unwrap().key(), key(&a) == key(&b));
+    }
+
+    /// deploy/shim/*.toml register the runtime type this binary answers to, under the RuntimeClass's handler.
+    #[test]
+    fn the_containerd_snippets_name_this_runtime_under_the_runtime_class_handler() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let class = std::fs::read_to_string(root.join("deploy/base/runtimeclass.yaml")).unwrap();
+        let handler = class.lines().find_map(|l| l.strip_prefix("handler: ")).unwrap().trim();
+        for (file, plugin) in [
+            ("containerd-1.6-1.7.toml", "io.containerd.grpc.v1.cri"),
+            ("containerd-2.x.toml", "io.containerd.cri.v1.runtime"),
+        ] {
+            let text = std::fs::read_to_string(root.join("deploy/shim").join(file)).unwrap();
+            let doc: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let runtime = &doc["plugins"][plugin]["containerd"]["runtimes"][handler];
+            assert_eq!(runtime["runtime_type"].as_str(), Some("io.containerd.wasmfn.v1"), "{file}");
+        }
+        // containerd maps io.containerd.wasmfn.v1 to this binary's name.
+        assert_eq!(env!("CARGO_BIN_NAME"), "containerd-shim-wasmfn-v1");
+    }
+}

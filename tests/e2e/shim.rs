@@ -185,3 +185,25 @@ async fn bad_images_fail_to_start_with_the_reason_in_the_shim_log() {
         eventually(Duration::from_secs(10), &what, || async { ctrd.log().contains(reason).then_some(()) }).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_that_cannot_serve_exits_1_with_the_reason_in_its_log() {
+    let shim_dir = tempfile::tempdir().unwrap();
+    let ctrd = Containerd::start(&shim(), shim_dir.path()).await;
+    let work = tempfile::tempdir().unwrap();
+    let tarball = work.path().join("image.tar");
+    let image = "docker.io/wasmfn/busy-port:test";
+    let component = std::fs::read(guests::rust_guest()).unwrap();
+    plain_image(&tarball, image, &[("/app.wasm", &component)], &["/app.wasm"]);
+    ctrd.import(&tarball);
+    // The port is taken (host network): the node cannot listen.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let env = [("PORT", port.as_str()), ("WASMFN_ADDRESS", "127.0.0.1")];
+    let (code, log) = Running::new(ctrd.run(image, "busy", &env)).finish().await;
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains(&format!("cannot listen on port {port}")), "{log}");
+    let (code, log) = Running::new(ctrd.run(image, "bad-port", &[("PORT", "eighty")])).finish().await;
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("PORT=eighty is not a port number"), "{log}");
+}

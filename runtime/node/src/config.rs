@@ -182,3 +182,20 @@ impl NodeConfig {
         std::env::var("WASMFN_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| self.admin_token.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_function_must_name_namespace_and_function() {
+        let with = |key: &str| NodeConfig { default_function: Some(key.into()), ..NodeConfig::default() }.validate();
+        assert!(with("pod/hello").is_ok());
+        for bad in ["hello", "/hello", "pod/", "a/b/c"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("namespace/name"), "{bad}: {e}");
+        }
+        let parsed: NodeConfig = toml::from_str("default-function = \"a/b\"\naot-dir = \"/x\"").unwrap();
+        assert_eq!(parsed.aot_dir.as_deref(), Some(Path::new("/x")));
+    }
+}
