@@ -106,11 +106,16 @@ def shim(args, results, free_port):
     samples = args.shim_samples
     ctrd = Containerd(os.path.dirname(os.path.abspath(args.shim)))
     work = tempfile.mkdtemp(prefix="wasmfn-bench-shim-")
+    components = [("rust", args.component)] + ([("js", args.js_component)] if args.js_component else [])
     try:
-        with open(args.component, "rb") as f:
-            component = f.read()
-        plain_image(f"{work}/app.tar", "bench/app:1", [("app.wasm", component, 0o644)], ["/app.wasm"])
-        subprocess.run(ctrd.ctr("images", "import", f"{work}/app.tar"), check=True, capture_output=True)
+        sizes = {}
+        for lang, path in components:
+            with open(path, "rb") as f:
+                component = f.read()
+            sizes[lang] = len(component)
+            plain_image(f"{work}/{lang}.tar", f"bench/{lang}:1", [("app.wasm", component, 0o644)], ["/app.wasm"])
+            subprocess.run(ctrd.ctr("images", "import", f"{work}/{lang}.tar"), check=True, capture_output=True)
+            subprocess.run([args.wasmtime, "compile", "-o", f"{work}/{lang}.cwasm", path], check=True)
         busybox = shutil.which("busybox")
         if busybox:
             with open(busybox, "rb") as f:
@@ -119,46 +124,50 @@ def shim(args, results, free_port):
                         [("bin/busybox", bb, 0o755), ("www/index.html", b"hello\n", 0o644)],
                         ["/bin/busybox", "httpd", "-f", "-h", "/www"])
             subprocess.run(ctrd.ctr("images", "import", f"{work}/bb.tar"), check=True, capture_output=True)
-        cwasm = f"{work}/app.cwasm"
-        subprocess.run([args.wasmtime, "compile", "-o", cwasm, args.component], check=True)
 
-        times = {k: [] for k in ("shim_cold", "shim_warm", "runc_busybox", "wasmtime_cold", "wasmtime_precompiled")}
+        times = {}
         for i in range(samples):
-            # Cold: nothing compiled yet for this engine.
-            shutil.rmtree(os.path.join(ctrd.shim_cache, "aot"), ignore_errors=True)
-            os.makedirs(os.path.join(ctrd.shim_cache, "aot"), mode=0o1777, exist_ok=True)
-            for kind in ("shim_cold", "shim_warm"):
-                port, cid = free_port(), f"{kind}-{i}"
-                t = time.monotonic()
-                p = ctrd.run("bench/app:1", cid, "io.containerd.wasmfn.v1", port)
-                times[kind].append(first_200(port, t, p))
-                ctrd.stop_task(cid, p)
+            for lang, path in components:
+                # Cold: nothing compiled yet for this engine.
+                shutil.rmtree(os.path.join(ctrd.shim_cache, "aot"), ignore_errors=True)
+                os.makedirs(os.path.join(ctrd.shim_cache, "aot"), mode=0o1777, exist_ok=True)
+                for kind in ("shim_cold", "shim_warm"):
+                    port, cid = free_port(), f"{lang}-{kind}-{i}"
+                    t = time.monotonic()
+                    p = ctrd.run(f"bench/{lang}:1", cid, "io.containerd.wasmfn.v1", port)
+                    times.setdefault(f"{lang}_{kind}", []).append(first_200(port, t, p))
+                    ctrd.stop_task(cid, p)
+                for kind, wasm, extra in (("wasmtime_cold", path, ["-C", "cache=n"]),
+                                          ("wasmtime_precompiled", f"{work}/{lang}.cwasm", ["--allow-precompiled"])):
+                    port = free_port()
+                    t = time.monotonic()
+                    p = subprocess.Popen([args.wasmtime, "serve", "-S", "cli=y", *extra, "--addr", f"{LOOPBACK}:{port}",
+                                          wasm], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    times.setdefault(f"{lang}_{kind}", []).append(first_200(port, t, p))
+                    p.kill()
+                    p.wait()
             if busybox:
                 port, cid = free_port(), f"bb-{i}"
-                t = time.monotonic()
                 cmd = ["/bin/busybox", "httpd", "-f", "-h", "/www", "-p", f"{LOOPBACK}:{port}"]
-                p = ctrd.run("bench/busybox:1", cid, "io.containerd.runc.v2", port, cmd)
-                times["runc_busybox"].append(first_200(port, t, p))
-                ctrd.stop_task(cid, p)
-            for kind, wasm, extra in (("wasmtime_cold", args.component, ["-C", "cache=n"]),
-                                      ("wasmtime_precompiled", cwasm, ["--allow-precompiled"])):
-                port = free_port()
                 t = time.monotonic()
-                p = subprocess.Popen([args.wasmtime, "serve", "-S", "cli=y", *extra, "--addr", f"{LOOPBACK}:{port}", wasm],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                times[kind].append(first_200(port, t, p))
-                p.kill()
-                p.wait()
-        med = {k: statistics.median(v) * 1000 for k, v in times.items() if v}
+                p = ctrd.run("bench/busybox:1", cid, "io.containerd.runc.v2", port, cmd)
+                times.setdefault("runc_busybox", []).append(first_200(port, t, p))
+                ctrd.stop_task(cid, p)
+        med = {k: statistics.median(v) * 1000 for k, v in times.items()}
         out = results["shim"] = {"samples": samples, "median_ms": med,
-                                 "min_ms": {k: min(v) * 1000 for k, v in times.items() if v},
-                                 "component_bytes": len(component)}
+                                 "min_ms": {k: min(v) * 1000 for k, v in times.items()},
+                                 "max_ms": {k: max(v) * 1000 for k, v in times.items()},
+                                 "component_bytes": sizes}
         for k, v in med.items():
-            print(f"{k:<22} median {v:8.1f} ms  (min {out['min_ms'][k]:.1f} ms, n={samples})", flush=True)
-        if "runc_busybox" in med:
-            print(f"shim warm / runc busybox x{med['shim_warm'] / med['runc_busybox']:.2f}; "
-                  f"shim cold / warm x{med['shim_cold'] / med['shim_warm']:.2f}; "
-                  f"vs containerd-shim-spin's reported 1138 ms median: x{med['shim_warm'] / 1138:.2f}", flush=True)
+            print(f"{k:<26} median {v:8.1f} ms  (min {out['min_ms'][k]:.1f}, max {out['max_ms'][k]:.1f}, n={samples})",
+                  flush=True)
+        for lang, _ in components:
+            warm = med[f"{lang}_shim_warm"]
+            line = (f"{lang}: shim cold/warm x{med[f'{lang}_shim_cold'] / warm:.2f}; "
+                    f"warm vs containerd-shim-spin's reported 1138 ms median x{warm / 1138:.3f}")
+            if "runc_busybox" in med:
+                line += f"; warm vs runc busybox x{warm / med['runc_busybox']:.2f}"
+            print(line, flush=True)
     finally:
         ctrd.close()
         shutil.rmtree(work, ignore_errors=True)

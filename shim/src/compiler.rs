@@ -58,7 +58,6 @@ impl Compiler for WasmfnCompiler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use containerd_shim_wasm::shim::Compiler as _;
     use oci_spec::image::{Descriptor, MediaType};
     use std::str::FromStr;
     use wasmfn_runtime::{Digest, Node, NodeConfig};

@@ -26,14 +26,19 @@ pub fn pool() -> PoolConfig {
     PoolConfig { instances: 100, ..PoolConfig::default() }
 }
 
-/// The sandbox: stateless, everything lives in `run_wasi`.
+/// The sandbox. containerd-shim-wasm calls `can_handle` and then `run_wasi` on the same value, in the same
+/// process: the component read and checked by the first is kept for the second.
 #[derive(Default)]
-pub struct WasmfnSandbox;
+pub struct WasmfnSandbox {
+    checked: std::sync::Mutex<Option<Code>>,
+}
 
 impl Sandbox for WasmfnSandbox {
     async fn can_handle(&self, ctx: &impl RuntimeContext) -> anyhow::Result<()> {
         // Fails the task's creation with the reason in the shim's log.
-        Code::read(ctx).map(drop)
+        let code = Code::read(ctx)?;
+        *self.checked.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+        Ok(())
     }
 
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
@@ -57,7 +62,8 @@ impl Sandbox for WasmfnSandbox {
                 std::process::exit(code);
             });
         };
-        match serve(ctx, shutdown).await {
+        let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match serve(ctx, checked, shutdown).await {
             Ok(()) => Ok(0),
             Err(e) => {
                 // Both logs: the container's (kubectl logs) and the shim's (containerd's log).
@@ -126,8 +132,15 @@ impl Code {
     }
 }
 
-async fn serve(ctx: &impl RuntimeContext, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let code = Code::read(ctx)?;
+async fn serve(
+    ctx: &impl RuntimeContext,
+    checked: Option<Code>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let code = match checked {
+        Some(code) => code,
+        None => Code::read(ctx)?,
+    };
     let envs = ctx.envs();
     let port = match env(envs, PORT_ENV) {
         Some(p) => p.parse::<u16>().map_err(|_| anyhow::anyhow!("{PORT_ENV}={p} is not a port number"))?,

@@ -132,7 +132,7 @@ async fn corrupt_or_swapped_aot_entries_are_recompiled() {
     };
     let (ours, theirs) = (digest_of(&wasm), digest_of(&variant));
     let compat = entries[0].parent().unwrap().to_path_buf();
-    for ext in ["cwasm", "sum"] {
+    for ext in ["cwasm", "b3"] {
         std::fs::copy(compat.join(format!("{theirs}.{ext}")), compat.join(format!("{ours}.{ext}"))).unwrap();
     }
     let mut node = NodeProc::start(d.path(), "");

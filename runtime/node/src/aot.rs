@@ -1,8 +1,9 @@
 //! The on-disk AOT cache: compiled components keyed by the component's sha256 and the engine's
 //! `precompile_compatibility_hash`, loaded with `Component::deserialize_file`.
 //!
-//! Each entry is `<hex>.cwasm` plus `<hex>.sum`, the sha256 of the component digest and the `.cwasm`. wasmtime checks its own header
-//! but not the code it maps, so the checksum is what keeps a flipped bit from ever running.
+//! Each entry is `<hex>.cwasm` plus `<hex>.b3`, the BLAKE3 hash of the component digest and the `.cwasm`. wasmtime checks its own
+//! header but not the code it maps, so the checksum is what keeps a flipped bit from ever running. BLAKE3 rather than
+//! sha256: every process verifies an entry once before its first use, and a JavaScript component's code is ~40 MB.
 
 use crate::blobs::{Digest, write_atomic};
 use crate::metrics::Metrics;
@@ -87,7 +88,7 @@ impl AotCache {
 
     fn paths(&self, digest: &Digest) -> (PathBuf, PathBuf) {
         let hex = digest.hex();
-        (self.dir.join(format!("{hex}.cwasm")), self.dir.join(format!("{hex}.sum")))
+        (self.dir.join(format!("{hex}.cwasm")), self.dir.join(format!("{hex}.b3")))
     }
 
     /// The engine's compiled-code format must match; returns why not.
@@ -168,11 +169,10 @@ impl AotCache {
     /// Binds the compiled bytes to the component they came from, so an entry copied or renamed onto another
     /// digest's path fails the check instead of serving the wrong code.
     fn checksum(&self, digest: &Digest, compiled: &[u8]) -> String {
-        use sha2::Digest as _;
-        let mut h = sha2::Sha256::new();
+        let mut h = blake3::Hasher::new();
         h.update(digest.hex().as_bytes());
         h.update(compiled);
-        hex::encode(h.finalize())
+        h.finalize().to_hex().to_string()
     }
 
     fn try_load(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<Option<Component>, String> {

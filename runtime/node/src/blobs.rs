@@ -83,7 +83,11 @@ impl Blobs {
 
     /// Stores `bytes` and returns their digest; storing the same bytes twice is a no-op.
     pub fn put(&self, bytes: &[u8]) -> Result<Digest, Error> {
-        let digest = Digest::of(bytes);
+        self.put_as(Digest::of(bytes), bytes)
+    }
+
+    /// [`Blobs::put`] for bytes whose digest the caller just computed.
+    pub(crate) fn put_as(&self, digest: Digest, bytes: &[u8]) -> Result<Digest, Error> {
         let path = self.path(&digest);
         if !path.exists() {
             write_atomic(&path, bytes).map_err(|e| Error::io(&path, e))?;
