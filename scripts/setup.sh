@@ -41,8 +41,10 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled docker-registry 
   $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
-# The package starts a system containerd; the shim tests run their own with a socket in a temp dir.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled containerd >/dev/null 2>&1; then
+# The package starts a system containerd; the shim tests run their own with a socket in a temp dir. Only a
+# containerd this run installed is stopped: one that was there before may be running Docker or a kubelet.
+if [[ " ${missing[*]:-} " == *" containerd "* ]] && command -v systemctl >/dev/null 2>&1 \
+  && systemctl is-enabled containerd >/dev/null 2>&1; then
   $SUDO systemctl disable --now containerd >/dev/null 2>&1 || true
 fi
 

@@ -28,11 +28,13 @@ pub fn open_from_env() {
 
 fn open(path: &Path) -> std::io::Result<RawFd> {
     std::fs::create_dir_all(path)?;
-    for sub in ["aot", "run"] {
+    // Compiled code is loaded as native code: only root (containers running as root) may write it.
+    // Containers running as other users read it and compile what is missing in memory.
+    // State directories are like /tmp: anyone may add one, nobody can remove or read another's.
+    for (sub, mode) in [("aot", 0o755), ("run", 0o1777)] {
         let dir = path.join(sub);
         std::fs::create_dir_all(&dir)?;
-        // Like /tmp: containers running as any user can add entries, none can remove another's.
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
     }
     // Close-on-exec (std's default) only matters for images that turn out to be native executables.
     Ok(File::open(path)?.into_raw_fd())
@@ -67,7 +69,8 @@ impl StateDir {
         let run = root.join("run");
         sweep(&run);
         let path = run.join(uuid::Uuid::new_v4().to_string());
-        std::fs::create_dir(&path)?;
+        // The function table holds the container's env (secrets included): owner only.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&path)?;
         let lock = File::create(path.join("lock"))?;
         lock.lock()?;
         Ok(StateDir { path, _lock: lock })
@@ -108,6 +111,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("run")).unwrap();
         let live = StateDir::create(root.path()).unwrap();
+        let mode = std::fs::metadata(live.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the container's env is readable by its owner only");
         // A killed container: its directory stays, nobody holds its lock.
         let ended_path = root.path().join("run/ended");
         std::fs::create_dir(&ended_path).unwrap();

@@ -7,7 +7,7 @@ use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use wasmfn_api::{EnvVar, Function};
 use wasmfn_runtime::{Digest, Node, NodeConfig, PoolConfig};
 
@@ -31,10 +31,18 @@ pub fn pool() -> PoolConfig {
 #[derive(Default)]
 pub struct WasmfnSandbox {
     checked: std::sync::Mutex<Option<Code>>,
+    signals: std::sync::Mutex<Option<(Signal, Signal)>>,
+}
+
+/// SIGTERM and SIGINT listeners. PID 1 of a pid namespace ignores signals it has no handler for, so they are
+/// installed as early as possible: at task creation, before the component is read.
+fn listen() -> std::io::Result<(Signal, Signal)> {
+    Ok((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?))
 }
 
 impl Sandbox for WasmfnSandbox {
     async fn can_handle(&self, ctx: &impl RuntimeContext) -> anyhow::Result<()> {
+        *self.signals.lock().unwrap_or_else(|e| e.into_inner()) = Some(listen()?);
         // Fails the task's creation with the reason in the shim's log.
         let code = Code::read(ctx)?;
         *self.checked.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
@@ -42,9 +50,11 @@ impl Sandbox for WasmfnSandbox {
     }
 
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> anyhow::Result<i32> {
-        // PID 1 of a pid namespace ignores signals it has no handler for: install them before anything slow.
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+        let signals = self.signals.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (mut term, mut int) = match signals {
+            Some(s) => s,
+            None => listen()?,
+        };
         init_logging(ctx.envs());
         let shutdown = async move {
             let name = tokio::select! {
@@ -115,9 +125,9 @@ impl Code {
                 Ok(Code::Wasm { bytes, path: Some(path) })
             }
             Source::Oci(layers) => {
-                let mut found = layers.iter().filter(|l| !l.layer.is_empty());
-                let (Some(layer), None) = (found.next(), found.next()) else {
-                    bail!("expected exactly one wasm layer in the image, found {}", layers.len());
+                let found: Vec<_> = layers.iter().filter(|l| !l.layer.is_empty()).collect();
+                let [layer] = found[..] else {
+                    bail!("expected exactly one wasm layer in the image, found {}", found.len());
                 };
                 if layer.precompiled {
                     let digest = Digest::parse(layer.config.digest().as_ref())
@@ -171,7 +181,9 @@ async fn serve(
     let digest = match code {
         Code::Wasm { bytes, .. } => node.upload(bytes).await?,
         Code::Compiled { digest, code } => {
-            node.import_compiled(digest, code).await?;
+            // SAFETY: containerd read this layer from its content store (root only), where our `Compiler` put
+            // it for the layer of this digest.
+            unsafe { node.import_compiled(digest, code) }.await?;
             digest
         }
     };

@@ -91,14 +91,19 @@ impl AotCache {
         (self.dir.join(format!("{hex}.cwasm")), self.dir.join(format!("{hex}.b3")))
     }
 
+    /// The directory of this engine's entries.
+    pub(crate) fn dir_path(&self) -> PathBuf {
+        self.dir.clone()
+    }
+
     /// The engine's compiled-code format must match; returns why not.
     pub(crate) fn check_compiled(&self, compiled: &[u8]) -> Result<(), String> {
         match Engine::detect_precompiled(compiled) {
             Some(wasmtime::Precompiled::Component) => {}
             _ => return Err("not a precompiled component".into()),
         }
-        // SAFETY: only called with artifacts this crate's `Precompiler` wrote to containerd's content store,
-        // which only root can modify; deserializing checks the engine's compatibility header.
+        // SAFETY: the caller of `Node::import_compiled` guarantees these are a `Precompiler`'s output, kept where
+        // only trusted parties could change them; deserializing checks the engine's compatibility header.
         unsafe { Component::deserialize(&self.engine, compiled) }.map(drop).map_err(|e| format!("{e:#}"))
     }
 
@@ -144,7 +149,9 @@ impl AotCache {
         let compiled = self.engine.precompile_component(&bytes).map_err(|e| crate::Error::Compile(format!("{e:#}")))?;
         self.metrics.compile_seconds.observe(started.elapsed().as_secs_f64());
         tracing::info!(%digest, seconds = started.elapsed().as_secs_f64(), bytes = compiled.len(), "compiled component");
-        self.store(digest, &compiled);
+        if let Err(e) = self.store(digest, &compiled) {
+            tracing::warn!(%digest, error = %e, "cannot write the AOT cache entry; serving from memory");
+        }
         // SAFETY: `compiled` was just produced by this engine's `precompile_component`.
         let component = unsafe { Component::deserialize(&self.engine, &compiled) }
             .map_err(|e| crate::Error::Compile(format!("{e:#}")))?;
@@ -152,20 +159,16 @@ impl AotCache {
     }
 
     /// Writes the entry of `digest`: the code first, then its checksum, so an entry without a checksum is never
-    /// a hit. A failed write is logged; the caller serves from memory.
-    pub(crate) fn store(&self, digest: &Digest, compiled: &[u8]) {
+    /// a hit.
+    pub(crate) fn store(&self, digest: &Digest, compiled: &[u8]) -> std::io::Result<()> {
         let (code, sum) = self.paths(digest);
-        let stored =
-            write_atomic(&code, compiled).and_then(|()| write_atomic(&sum, self.checksum(digest, compiled).as_bytes()));
-        match stored.and_then(|()| FileId::of(&code)) {
-            Ok(id) => {
-                self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(code, id);
-            }
-            Err(e) => tracing::warn!(%digest, error = %e, "cannot write the AOT cache entry; serving from memory"),
-        }
+        write_atomic(&code, compiled)?;
+        write_atomic(&sum, self.checksum(digest, compiled).as_bytes())?;
+        let id = FileId::of(&code)?;
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(code, id);
+        Ok(())
     }
 
-    /// `Ok(None)` when there is no entry, `Err(reason)` when the entry is bad.
     /// Binds the compiled bytes to the component they came from, so an entry copied or renamed onto another
     /// digest's path fails the check instead of serving the wrong code.
     fn checksum(&self, digest: &Digest, compiled: &[u8]) -> String {
@@ -175,12 +178,18 @@ impl AotCache {
         h.finalize().to_hex().to_string()
     }
 
+    /// `Ok(None)` when there is no entry, `Err(reason)` when the entry is bad.
     fn try_load(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<Option<Component>, String> {
         let id = match FileId::of(code) {
             Ok(id) => id,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read entry: {e}")),
         };
+        // Code without its checksum is an entry being written (by another process sharing the cache): a miss,
+        // not a corrupt entry to delete.
+        if !sum.exists() {
+            return Ok(None);
+        }
         let known = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(code) == Some(&id);
         if !known {
             self.verify(digest, code, sum)?;
@@ -242,10 +251,12 @@ mod tests {
         assert_eq!(metrics.aot_corrupt.get(), 1);
         assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Hit);
 
-        // In a new process (nothing verified yet), an entry without its checksum file is not trusted.
+        // In a new process (nothing verified yet), an entry without its checksum file is not trusted. It is a
+        // miss, not a corrupt entry: another process sharing the cache may be between writing code and checksum.
         std::fs::remove_file(aot.paths(&digest).1).unwrap();
-        let (fresh, _) = cache(dir.path());
-        assert_eq!(fresh.load_or_compile(&digest, compile).unwrap().1, Outcome::Recovered);
+        let fresh = AotCache::new(dir.path(), &Engine::default(), metrics.clone());
+        assert_eq!(fresh.load_or_compile(&digest, compile).unwrap().1, Outcome::Miss);
+        assert_eq!(metrics.aot_corrupt.get(), 1, "not counted as corrupt");
         assert_eq!(fresh.load_or_compile(&digest, compile).unwrap().1, Outcome::Hit);
     }
 }

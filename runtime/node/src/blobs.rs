@@ -57,7 +57,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    // The random part: processes in different pid namespaces (containers, all pid 1) share directories.
+    let name =
+        format!(".tmp-{}-{}-{:016x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), fastrand::u64(..));
     let path = dir.join(name);
     let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
     Ok((path, file))

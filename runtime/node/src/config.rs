@@ -22,8 +22,8 @@ pub struct NodeConfig {
     /// Where compiled code is cached instead of `<data-dir>/aot`. Nodes may share one: entries are keyed by
     /// component digest and engine, written atomically and checksummed (the containerd shim's containers do).
     pub aot_dir: Option<PathBuf>,
-    /// Requests that no host, path or route rule matches go to this function (`namespace/name`), path
-    /// unchanged: a pod-style node that serves one function at `/`.
+    /// A pod-style node (the containerd shim's): every request goes to this function (`namespace/name`) with
+    /// its path unchanged, unless its `Host` names another function; path and route rules are not used.
     pub default_function: Option<String>,
     /// Functions answer on `<function>.<namespace>.<domain>`.
     pub domain: String,

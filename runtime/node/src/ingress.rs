@@ -92,8 +92,12 @@ pub(crate) async fn handle(node: Node, req: Request<Incoming>) -> Response<Respo
     }
     let table = node.shared.table.load();
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host());
-    let routed = table.route(host, req.uri().path(), &node.shared.config.domain);
-    let routed = routed.or_else(|| node.shared.config.default_function.as_deref().and_then(|key| table.whole(key)));
+    let domain = &node.shared.config.domain;
+    // A pod-style node hands every path to its function unchanged, as a container would get it.
+    let routed = match node.shared.config.default_function.as_deref() {
+        Some(key) => table.route_host(host, domain).or_else(|| table.whole(key)),
+        None => table.route(host, req.uri().path(), domain),
+    };
     let Some(routed) = routed else {
         let path = req.uri().path().to_string();
         return json_error(

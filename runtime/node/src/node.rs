@@ -349,15 +349,19 @@ impl Node {
 
     /// Installs code compiled by a [`crate::Precompiler`] for the component `digest` in the AOT cache, so a
     /// deploy of `spec.component: sha256:<hex>` runs it without the component's bytes and without compiling.
-    pub async fn import_compiled(&self, digest: Digest, compiled: Vec<u8>) -> Result<(), Error> {
+    ///
+    /// # Safety
+    /// `compiled` is loaded as native code: it must be the output of a [`crate::Precompiler`] for the component
+    /// `digest`, kept where only trusted parties could change it (e.g. containerd's content store). wasmtime only
+    /// checks its header.
+    pub async unsafe fn import_compiled(&self, digest: Digest, compiled: Vec<u8>) -> Result<(), Error> {
         let node = self.clone();
         tokio::task::spawn_blocking(move || {
             node.shared
                 .aot
                 .check_compiled(&compiled)
                 .map_err(|e| Error::Compile(format!("precompiled code for {digest} cannot be loaded: {e}")))?;
-            node.shared.aot.store(&digest, &compiled);
-            Ok(())
+            node.shared.aot.store(&digest, &compiled).map_err(|e| Error::io(&node.shared.aot.dir_path(), e))
         })
         .await
         .map_err(|e| Error::Engine(format!("import task failed: {e}")))?

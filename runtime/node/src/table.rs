@@ -118,6 +118,23 @@ impl Table {
     /// then by the functions' own route prefixes. A function is split over its revisions by weight; a tag
     /// reaches one revision.
     pub(crate) fn route(&self, host: Option<&str>, path: &str, domain: &str) -> Option<Routed> {
+        if let Some(routed) = self.route_host(host, domain) {
+            return Some(routed);
+        }
+        let mut parts = path.splitn(4, '/');
+        if let (Some(""), Some(namespace), Some(function)) = (parts.next(), parts.next(), parts.next())
+            && let Some(revision) = self.lookup(namespace, function)
+        {
+            return Some(Routed { revision, strip: 2 + namespace.len() + function.len() });
+        }
+        self.routes
+            .iter()
+            .find(|(prefix, _)| matches_prefix(path, prefix))
+            .map(|(prefix, s)| Routed { revision: s.pick().clone(), strip: prefix.len() })
+    }
+
+    /// Routes by `Host: [<tag>-]<function>.<namespace>.<domain>` only, path unchanged.
+    pub(crate) fn route_host(&self, host: Option<&str>, domain: &str) -> Option<Routed> {
         if let Some(host) = host {
             let host = host
                 .rsplit_once(':')
@@ -137,16 +154,7 @@ impl Table {
                 return Some(Routed { revision, strip: 0 });
             }
         }
-        let mut parts = path.splitn(4, '/');
-        if let (Some(""), Some(namespace), Some(function)) = (parts.next(), parts.next(), parts.next())
-            && let Some(revision) = self.lookup(namespace, function)
-        {
-            return Some(Routed { revision, strip: 2 + namespace.len() + function.len() });
-        }
-        self.routes
-            .iter()
-            .find(|(prefix, _)| matches_prefix(path, prefix))
-            .map(|(prefix, s)| Routed { revision: s.pick().clone(), strip: prefix.len() })
+        None
     }
 }
 
