@@ -18,6 +18,9 @@ pub const ADDRESS_ENV: &str = "WASMFN_ADDRESS";
 /// The container env variable naming a `Function` manifest in the image (limits, scaling, env); by default
 /// `function.yaml` next to the component, when present.
 pub const MANIFEST_ENV: &str = "WASMFN_FUNCTION";
+/// The container env variable with how long SIGTERM waits for in-flight requests (`30s` when unset); keep it
+/// below the pod's `terminationGracePeriodSeconds`.
+pub const DRAIN_ENV: &str = "WASMFN_DRAIN_TIMEOUT";
 /// The container env variable with the log filter of the container's own log (`info` by default).
 pub const LOG_ENV: &str = "WASMFN_LOG";
 
@@ -156,6 +159,10 @@ async fn serve(
         Some(p) => p.parse::<u16>().map_err(|_| anyhow::anyhow!("{PORT_ENV}={p} is not a port number"))?,
         None => 80,
     };
+    let drain = match env(envs, DRAIN_ENV) {
+        Some(d) => humantime::parse_duration(d).map_err(|e| anyhow::anyhow!("{DRAIN_ENV}={d}: {e}"))?,
+        None => NodeConfig::default().shutdown_timeout,
+    };
     let address: std::net::IpAddr = match env(envs, ADDRESS_ENV) {
         Some(a) => a.parse().map_err(|_| anyhow::anyhow!("{ADDRESS_ENV}={a} is not an IP address"))?,
         None => [0, 0, 0, 0].into(),
@@ -175,6 +182,7 @@ async fn serve(
         pool: pool(),
         // A pod's loopback is its own (sidecars); there is no admin API on it.
         allow_loopback_egress: true,
+        shutdown_timeout: drain,
         ..NodeConfig::default()
     };
     let node = Node::new(config)?;

@@ -120,6 +120,7 @@ async fn a_plain_image_serves_drains_on_kill_and_its_second_start_reuses_the_com
     let env = [
         ("PORT", p.as_str()),
         ("WASMFN_ADDRESS", "127.0.0.1"),
+        ("WASMFN_DRAIN_TIMEOUT", "20s"),
         ("GREETING", "hello from the pod"),
         ("SLEEP_MS", "1500"),
     ];
@@ -206,4 +207,7 @@ async fn a_container_that_cannot_serve_exits_1_with_the_reason_in_its_log() {
     let (code, log) = Running::new(ctrd.run(image, "bad-port", &[("PORT", "eighty")])).finish().await;
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("PORT=eighty is not a port number"), "{log}");
+    let (code, log) = Running::new(ctrd.run(image, "bad-drain", &[("WASMFN_DRAIN_TIMEOUT", "soon")])).finish().await;
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("WASMFN_DRAIN_TIMEOUT=soon"), "{log}");
 }
