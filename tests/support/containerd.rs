@@ -125,16 +125,10 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        // Tasks left by a failed test: kill them so their shims exit, then stop containerd.
+        // Tasks left by a failed test: `--force` kills and removes each, so its shim exits; then stop containerd.
         if let Ok(out) = self.ctr_command(&["tasks", "ls", "-q"]).output() {
             for id in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = self.ctr_command(&["tasks", "kill", "-s", "SIGKILL", id]).output();
-                let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                while std::time::Instant::now() < deadline
-                    && !self.ctr_command(&["tasks", "delete", id]).output().is_ok_and(|o| o.status.success())
-                {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+                let _ = self.ctr_command(&["tasks", "delete", "--force", id]).output();
                 let _ = self.ctr_command(&["containers", "delete", id]).output();
             }
         }

@@ -92,8 +92,8 @@ impl AotCache {
     }
 
     /// The directory of this engine's entries.
-    pub(crate) fn dir_path(&self) -> PathBuf {
-        self.dir.clone()
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The engine's compiled-code format must match; returns why not.

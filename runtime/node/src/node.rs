@@ -361,7 +361,7 @@ impl Node {
                 .aot
                 .check_compiled(&compiled)
                 .map_err(|e| Error::Compile(format!("precompiled code for {digest} cannot be loaded: {e}")))?;
-            node.shared.aot.store(&digest, &compiled).map_err(|e| Error::io(&node.shared.aot.dir_path(), e))
+            node.shared.aot.store(&digest, &compiled).map_err(|e| Error::io(node.shared.aot.dir(), e))
         })
         .await
         .map_err(|e| Error::Engine(format!("import task failed: {e}")))?
