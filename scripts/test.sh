@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
+# The node and CLI modules depend downward only (ARCHITECTURE.md): no import cycle, no file over ~400 lines.
+for crate in runtime/node/src runtime/cli/src; do python3 scripts/check-module-cycles.py "$crate"; done
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 # deploy/: the CRD is current (a test above), every manifest renders and validates offline.

@@ -8,7 +8,7 @@ use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use wasmfn_api::{EnvVar, Function};
+use wasmfn_api::{EnvVar, Function, FunctionKey};
 use wasmfn_runtime::{Digest, Node, NodeConfig, PoolConfig};
 
 /// The container env variable with the port to serve on (Knative's contract); 80 when unset.
@@ -178,7 +178,7 @@ async fn serve(
         listen: SocketAddr::new(address, port),
         data_dir: state.path().to_owned(),
         aot_dir: Some(root.join("aot")),
-        default_function: Some(function.key()),
+        default_function: Some(function.key().to_string()),
         pool: pool(),
         // A pod's loopback is its own (sidecars); there is no admin API on it.
         allow_loopback_egress: true,
@@ -199,7 +199,7 @@ async fn serve(
     let deployed = node.deploy(function, None).await?;
     let listeners = node.bind_ingress().await.with_context(|| format!("cannot listen on port {port}"))?;
     let f = &deployed.function;
-    tracing::info!(function = %format!("{}/{}", f.namespace, f.name), revision = %f.revision, %digest, "wasmfn listening on http://{}", listeners.ingress_addr());
+    tracing::info!(function = %FunctionKey::new(&f.namespace, &f.name), revision = %f.revision, %digest, "wasmfn listening on http://{}", listeners.ingress_addr());
     node.serve(listeners, shutdown).await?;
     drop(state);
     Ok(())
@@ -258,7 +258,7 @@ mod tests {
         .unwrap();
         let envs = vec!["PATH=/bin".to_string(), "GREETING=hello".into(), "BROKEN".into()];
         let f = function(&envs, dir.path()).unwrap();
-        assert_eq!(f.key(), "shop/hello");
+        assert_eq!(f.key(), FunctionKey::new("shop", "hello"));
         assert_eq!(f.spec.scaling.max_concurrency, 3);
         let env: Vec<_> = f.spec.env.iter().map(|e| format!("{}={}", e.name, e.value)).collect();
         assert_eq!(env, ["KEEP=k", "PATH=/bin", "GREETING=hello"]);

@@ -103,15 +103,29 @@ async fn a_stalled_request_body_holds_no_slot_and_times_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let wasm = rust_guest();
     let (_dir, node) = start();
-    node.deploy_ok(&manifest("one", &wasm, "  scaling:\n    maxConcurrency: 1\n  limits:\n    timeout: 1s\n")).await;
+    // One slot and a short wait for it: were the stalled request holding the slot, other requests would get
+    // 503 after 500ms instead of waiting for it in the queue. Its body may stall for 5s (the timeout).
+    let spec =
+        "  scaling:\n    maxConcurrency: 1\n    maxQueue: 1\n    queueTimeout: 500ms\n  limits:\n    timeout: 5s\n";
+    node.deploy_ok(&manifest("one", &wasm, spec)).await;
     // A chunked body that never finishes.
     let mut stalled = tokio::net::TcpStream::connect(node.ingress).await.unwrap();
     let head = "POST /default/one/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
     stalled.write_all(head.as_bytes()).await.unwrap();
-    // The only slot is free for others meanwhile.
-    for _ in 0..3 {
-        assert_eq!(node.get(&node.url("default", "one", "/")).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, info) = node.admin_get("/v1/functions/default/one").await;
+    assert_eq!((info["inFlight"].as_i64(), info["queued"].as_i64()), (Some(0), Some(0)), "{info}");
+    // Requests spread over a second, all while the body stalls: the only slot stays free for them.
+    for _ in 0..10 {
+        let (status, _, body) = node.get(&node.url("default", "one", "/")).await;
+        assert_eq!(status, 200, "the stalled request must not hold the slot: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let mut early = [0u8; 64];
+    assert!(
+        matches!(stalled.try_read(&mut early), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the stalled request was answered before the checks ended: they did not overlap its stall"
+    );
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(20), stalled.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);

@@ -122,13 +122,23 @@ async fn guest_output_is_logged_per_line_with_ids_and_rate_limited() {
     let logged = node.logs().lines().filter(|l| l.contains("guest line")).count();
     assert!(logged < 100, "{logged} lines logged");
     // The next line after the limit reports how many were suppressed.
-    let more = wasmfn_tests::eventually(Duration::from_secs(10), "a suppression notice", || async {
+    let before = node.logs().len();
+    let notice = wasmfn_tests::eventually(Duration::from_secs(10), "a suppression notice", || async {
         node.get(&node.url("default", "chatty", "/log?lines=1")).await;
-        let logs = node.logs();
-        logs.contains("lines suppressed").then_some(logs)
+        node.logs()[before..].lines().find(|l| l.contains("lines suppressed")).map(str::to_string)
     })
     .await;
-    assert!(more.contains("lines suppressed"));
+    assert!(notice.contains("function=default/chatty"), "{notice}");
+    let reported = |line: &str| -> u64 {
+        let count = line.split(" lines suppressed").next().and_then(|head| head.rsplit(' ').next());
+        count.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no suppressed count in {line:?}"))
+    };
+    assert!(reported(&notice) > 0, "{notice}");
+    // Every line reported as suppressed was dropped and counted.
+    let logs = node.logs();
+    let total: u64 = logs.lines().filter(|l| l.contains("lines suppressed")).map(reported).sum();
+    let dropped = node.metric("wasmfn_guest_log_lines_dropped_total", &["function=\"chatty\""]).await;
+    assert!(total as f64 <= dropped, "{total} reported, {dropped} dropped");
 }
 
 #[tokio::test(flavor = "multi_thread")]

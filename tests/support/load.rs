@@ -36,8 +36,14 @@ impl Load {
                                 let status = r.status().as_u16();
                                 let revision =
                                     r.headers().get("x-wasmfn-revision").map(|v| v.to_str().unwrap().to_string());
-                                let body = r.text().await.unwrap_or_else(|e| format!("body failed: {e}"));
-                                Sample { started, status, revision, body }
+                                match r.text().await {
+                                    Ok(body) => Sample { started, status, revision, body },
+                                    // A body cut short is a failed request, whatever the head said.
+                                    Err(e) => {
+                                        let body = format!("status {status}, then the body failed: {e}");
+                                        Sample { started, status: 0, revision, body }
+                                    }
+                                }
                             }
                             Err(e) => Sample { started, status: 0, revision: None, body: e.to_string() },
                         };

@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,7 @@ impl NodeProc {
         }
     }
 
-    /// Starts a node; on failure returns the reason and the node's logs.
+    /// Starts a node; on failure returns the reason and everything the node wrote (stderr, then stdout).
     pub fn try_start(data_dir: &Path, opts: Options) -> Result<NodeProc, (String, String)> {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let bin = binary();
@@ -107,14 +108,15 @@ impl NodeProc {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
+        let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(64).build().expect("client");
         let mut child = cmd.spawn().expect("spawn wasmfn");
         let logs = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
-        {
+        let readers = {
             let err = child.stderr.take().expect("stderr piped");
             let logs = logs.clone();
-            std::thread::spawn(move || {
+            let err_reader = std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
                     let mut l = logs.lock().unwrap();
                     l.push_str(&line);
@@ -123,39 +125,52 @@ impl NodeProc {
             });
             let out = child.stdout.take().expect("stdout piped");
             let stdout = stdout.clone();
-            std::thread::spawn(move || {
+            let out_reader = std::thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
                     stdout.lock().unwrap().push_str(&format!("{line}\n"));
                     let _ = tx.send(line);
                 }
             });
-        }
+            [err_reader, out_reader]
+        };
         // `up` may build functions before it listens.
-        let deadline = Instant::now() + Duration::from_secs(600);
+        let wait = Duration::from_secs(600);
+        let deadline = Instant::now() + wait;
         let (mut ingress, mut admin) = (None, None);
-        while ingress.is_none() || admin.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(a) = line.strip_prefix("wasmfn listening on http://") {
-                        ingress = a.trim().parse().ok();
-                    } else if let Some(a) = line.strip_prefix("wasmfn admin listening on http://") {
-                        admin = a.trim().parse().ok();
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let status = child.wait().ok();
-                    let text = logs.lock().unwrap().clone();
-                    return Err((format!("wasmfn did not announce its listeners (exit: {status:?})"), text));
-                }
+        let announced = loop {
+            if let (Some(ingress), Some(admin)) = (ingress, admin) {
+                break Ok((ingress, admin));
             }
-        }
-        let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(64).build().expect("client");
+            let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Disconnected) => break Err("exited before announcing its listeners".to_string()),
+                Err(RecvTimeoutError::Timeout) => {
+                    break Err(format!("did not announce its listeners within {wait:?}"));
+                }
+            };
+            let (slot, addr) = if let Some(a) = line.strip_prefix("wasmfn listening on http://") {
+                (&mut ingress, a)
+            } else if let Some(a) = line.strip_prefix("wasmfn admin listening on http://") {
+                (&mut admin, a)
+            } else {
+                continue;
+            };
+            match addr.trim().parse::<SocketAddr>() {
+                Ok(a) => *slot = Some(a),
+                Err(e) => break Err(format!("announced an address that does not parse, {line:?}: {e}")),
+            }
+        };
+        let (ingress, admin) = match announced {
+            Ok(addrs) => addrs,
+            Err(why) => {
+                let (status, output) = stop_failed(child, readers, &logs, &stdout);
+                return Err((format!("wasmfn {why} ({status})"), output));
+            }
+        };
         Ok(NodeProc {
             child: Some(child),
-            ingress: ingress.unwrap(),
-            admin: admin.unwrap(),
+            ingress,
+            admin,
             data_dir: data_dir.to_path_buf(),
             logs,
             stdout,
@@ -205,7 +220,7 @@ impl NodeProc {
             .await
             .expect("deploy request");
         let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+        (status, json_body(resp).await)
     }
 
     /// Deploys and asserts success.
@@ -219,14 +234,14 @@ impl NodeProc {
     pub async fn upload(&self, bytes: Vec<u8>) -> (u16, serde_json::Value) {
         let resp = self.admin_req(reqwest::Method::POST, "/v1/components").body(bytes).send().await.expect("upload");
         let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+        (status, json_body(resp).await)
     }
 
     /// GET on the admin API as JSON.
     pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
         let resp = self.admin_req(reqwest::Method::GET, path).send().await.expect("admin request");
         let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+        (status, json_body(resp).await)
     }
 
     /// DELETE on the admin API.
@@ -256,7 +271,8 @@ impl NodeProc {
         let resp = self.client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        (status, headers, resp.text().await.unwrap_or_default())
+        let body = resp.text().await.unwrap_or_else(|e| panic!("GET {url}: reading the body after {status}: {e}"));
+        (status, headers, body)
     }
 
     /// Sends SIGTERM and waits for the exit.
@@ -296,13 +312,50 @@ impl NodeProc {
     }
 }
 
+/// Kills a node that failed to start; returns its exit status and everything it wrote (stderr, then stdout).
+///
+/// The readers are drained first: a process that exits at once (a refused config) leaves its last lines, the
+/// reason, in the pipes, and reading the logs right away would often miss them. They are waited for only a
+/// while, since a child of the node could keep a pipe open.
+fn stop_failed(
+    mut child: Child,
+    readers: [std::thread::JoinHandle<()>; 2],
+    logs: &Mutex<String>,
+    stdout: &Mutex<String>,
+) -> (String, String) {
+    let _ = child.kill();
+    let status = match child.wait() {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("wait failed: {e}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut output = logs.lock().unwrap().clone();
+    let out = stdout.lock().unwrap();
+    if !out.is_empty() {
+        output.push_str(&format!("--- stdout ---\n{out}"));
+    }
+    (status, output)
+}
+
 impl Drop for NodeProc {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
             eprintln!("--- wasmfn logs ---\n{}", self.logs());
+            eprintln!("--- wasmfn stdout ---\n{}", self.stdout.lock().unwrap());
         }
     }
+}
+
+/// A response's body as JSON, `Null` when it is not JSON (a plain 401); panics when the body cannot be read,
+/// which is a broken answer, not an empty one.
+async fn json_body(resp: reqwest::Response) -> serde_json::Value {
+    let (url, status) = (resp.url().clone(), resp.status());
+    let bytes = resp.bytes().await.unwrap_or_else(|e| panic!("{url}: reading the body after {status}: {e}"));
+    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
 }
 
 /// Reads a series' value from Prometheus text.

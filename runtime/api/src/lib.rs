@@ -19,6 +19,7 @@
 //! ```
 
 mod events;
+mod key;
 mod quantity;
 mod resource;
 mod source;
@@ -28,6 +29,7 @@ mod traffic;
 pub use events::{
     BackoffPolicy, BrokerTrigger, CronSource, Delivery, Filter, NatsSink, NatsSource, Sink, Trigger, parse_schedule,
 };
+pub use key::{FunctionKey, revision_name};
 pub use quantity::Quantity;
 pub use resource::{Condition, NodeStatus, condition, crd, structural_problems};
 pub use source::{GitSource, INLINE_DIR, InlineSource, S3Source, SecretRef, Source};
@@ -120,8 +122,13 @@ impl Function {
     }
 
     /// `namespace/name`, the function's key in a node's table.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.metadata.namespace, self.metadata.name)
+    pub fn key(&self) -> FunctionKey {
+        FunctionKey::new(&self.metadata.namespace, &self.metadata.name)
+    }
+
+    /// The name of this function's revision `generation`, `<name>-<generation>`.
+    pub fn revision_name(&self, generation: u64) -> String {
+        revision_name(&self.metadata.name, generation)
     }
 }
 

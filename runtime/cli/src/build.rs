@@ -1,7 +1,7 @@
 //! `wasmfn new` and `wasmfn build`: scaffold a function from a compiler template, and build it into a component
 //! (from a local folder, or one fetched from git, S3 or inline code first), optionally pushing it.
 
-use crate::oci::{RegistryArgs, push_file};
+use crate::registry::{RegistryArgs, push_file};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use wasmfn_api::Function;

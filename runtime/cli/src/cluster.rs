@@ -1,7 +1,7 @@
 //! `wasmfn deploy`, `wasmfn get` and `wasmfn logs`: functions on the current kube context.
 
 use crate::build::{BuildArgs, build_dir, manifest};
-use crate::oci::{RegistryArgs, push_file};
+use crate::registry::{RegistryArgs, push_file};
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
@@ -9,7 +9,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use wasmfn_api::{FunctionResource, condition};
+use wasmfn_api::{FunctionKey, FunctionResource, condition};
 
 /// Which cluster and namespace.
 #[derive(clap::Args, Clone)]
@@ -171,7 +171,8 @@ pub(crate) async fn logs(name: &str, tail: i64, system_namespace: &str, kube: &K
     let client = kube.client().await?;
     let ns = kube.namespace(&client).to_string();
     let functions: Api<FunctionResource> = Api::namespaced(client.clone(), &ns);
-    let f = functions.get(name).await.with_context(|| format!("getting {ns}/{name}"))?;
+    let key = FunctionKey::new(&ns, name).to_string();
+    let f = functions.get(name).await.with_context(|| format!("getting {key}"))?;
     let params = LogParams { tail_lines: Some(tail), timestamps: false, ..Default::default() };
     if let Some(job) = f.status.as_ref().and_then(|s| s.build.as_ref()).and_then(|b| b.job.clone()) {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -182,7 +183,6 @@ pub(crate) async fn logs(name: &str, tail: i64, system_namespace: &str, kube: &K
             }
         }
     }
-    let key = format!("{ns}/{name}");
     let nodes: Api<Pod> = Api::namespaced(client, system_namespace);
     let selector = "app.kubernetes.io/name=wasmfn-node";
     // Node logs mix every function: read more than `tail` and keep this function's lines.

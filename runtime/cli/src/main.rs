@@ -12,6 +12,7 @@ mod admin;
 mod build;
 mod cluster;
 mod oci;
+mod registry;
 mod up;
 
 use anyhow::Context;
@@ -112,7 +113,7 @@ enum Command {
         #[command(flatten)]
         cmd: build::BuildCmd,
         #[command(flatten)]
-        registry: oci::RegistryArgs,
+        registry: registry::RegistryArgs,
         #[command(flatten)]
         build: build::BuildArgs,
     },
@@ -130,7 +131,7 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         #[command(flatten)]
-        registry: oci::RegistryArgs,
+        registry: registry::RegistryArgs,
         #[command(flatten)]
         build: build::BuildArgs,
     },
@@ -145,7 +146,7 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         #[command(flatten)]
-        registry: oci::RegistryArgs,
+        registry: registry::RegistryArgs,
     },
     /// List a function's revisions: traffic share, tags, requests, errors, p50/p99 latency, digest.
     Revisions {
@@ -195,7 +196,7 @@ enum Command {
         #[command(flatten)]
         kube: cluster::KubeArgs,
         #[command(flatten)]
-        registry_args: oci::RegistryArgs,
+        registry_args: registry::RegistryArgs,
         #[command(flatten)]
         build: build::BuildArgs,
     },

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use wasmfn_api::Function;
+use wasmfn_api::{Function, FunctionKey};
 use wasmfn_build::{Builder, Progress};
 use wasmfn_runtime::{Node, NodeConfig};
 
@@ -124,7 +124,7 @@ async fn build_function(builder: &Arc<Builder>, f: &mut Function, base: &Path) -
     Ok(())
 }
 
-async fn deploy_source(node: &Node, builder: &Arc<Builder>, source: &Source) -> anyhow::Result<Vec<String>> {
+async fn deploy_source(node: &Node, builder: &Arc<Builder>, source: &Source) -> anyhow::Result<Vec<FunctionKey>> {
     let (functions, base) = source.load()?;
     let mut keys = Vec::new();
     for mut f in functions {
@@ -160,7 +160,7 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -
     }
     // `up` is declarative: functions left in the data dir by another `up` are not served.
     for f in node.list() {
-        if !wanted.contains(&format!("{}/{}", f.namespace, f.name)) {
+        if !wanted.contains(&FunctionKey::new(&f.namespace, &f.name)) {
             node.remove(&f.namespace, &f.name).await?;
         }
     }
@@ -175,7 +175,7 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -
     }
     for f in node.list() {
         let urls = node.urls(&f.namespace, &f.name);
-        println!("  {}/{}: {}  {}", f.namespace, f.name, urls[0], urls[1]);
+        println!("  {}: {}  {}", FunctionKey::new(&f.namespace, &f.name), urls[0], urls[1]);
     }
 
     let watcher = tokio::spawn(watch(node.clone(), builder, sources));
@@ -199,6 +199,7 @@ async fn watch(node: Node, builder: Arc<Builder>, sources: Vec<Source>) {
             *stamp = now;
             match deploy_source(&node, &builder, source).await {
                 Ok(keys) => {
+                    let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
                     tracing::info!(source = %source.path.display(), functions = ?keys, "redeployed after a change")
                 }
                 Err(e) => {

@@ -1,7 +1,7 @@
 //! The admin API (JSON): deploy, list, get, delete, component upload, revisions, traffic and rollback,
 //! health and metrics.
 
-use crate::Error;
+use crate::error::Error;
 use crate::node::Node;
 use axum::Router;
 use axum::body::Bytes;
@@ -65,7 +65,7 @@ pub(crate) fn router(node: Node) -> Router {
 }
 
 async fn readyz(State(node): State<Node>) -> Response {
-    if node.shared.ready.load(Ordering::Acquire) {
+    if node.inner.ready.load(Ordering::Acquire) {
         "ready".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "warming up").into_response()
@@ -75,7 +75,7 @@ async fn readyz(State(node): State<Node>) -> Response {
 async fn metrics(State(node): State<Node>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        node.shared.metrics.encode(),
+        node.inner.metrics.encode(),
     )
         .into_response()
 }

@@ -6,6 +6,7 @@
 //! sha256: every process verifies an entry once before its first use, and a JavaScript component's code is ~40 MB.
 
 use crate::blobs::{Digest, write_atomic};
+use crate::error::{Cause, Error, cause};
 use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -41,8 +42,9 @@ pub struct Precompiler {
 
 impl Precompiler {
     /// An engine configured exactly as a node with this pool config builds its own.
-    pub fn new(pool: &crate::PoolConfig) -> Result<Precompiler, crate::Error> {
-        let (engine, _) = crate::engine::build(pool).map_err(|e| crate::Error::Engine(format!("{e:#}")))?;
+    pub fn new(pool: &crate::config::PoolConfig) -> Result<Precompiler, Error> {
+        let (engine, _) =
+            crate::engine::build(pool).map_err(|e| Error::Engine { what: "building the engine", source: cause(e) })?;
         Ok(Precompiler { engine })
     }
 
@@ -52,9 +54,9 @@ impl Precompiler {
     }
 
     /// Checks that `wasm` is an HTTP-handler-shaped component and compiles it.
-    pub fn compile(&self, wasm: &[u8]) -> Result<Vec<u8>, crate::Error> {
+    pub fn compile(&self, wasm: &[u8]) -> Result<Vec<u8>, Error> {
         crate::validate::check_component(wasm)?;
-        self.engine.precompile_component(wasm).map_err(|e| crate::Error::Compile(format!("{e:#}")))
+        self.engine.precompile_component(wasm).map_err(|e| Error::Compile { source: cause(e) })
     }
 }
 
@@ -97,14 +99,14 @@ impl AotCache {
     }
 
     /// The engine's compiled-code format must match; returns why not.
-    pub(crate) fn check_compiled(&self, compiled: &[u8]) -> Result<(), String> {
+    pub(crate) fn check_compiled(&self, compiled: &[u8]) -> Result<(), Cause> {
         match Engine::detect_precompiled(compiled) {
             Some(wasmtime::Precompiled::Component) => {}
             _ => return Err("not a precompiled component".into()),
         }
         // SAFETY: the caller of `Node::import_compiled` guarantees these are a `Precompiler`'s output, kept where
         // only trusted parties could change them; deserializing checks the engine's compatibility header.
-        unsafe { Component::deserialize(&self.engine, compiled) }.map(drop).map_err(|e| format!("{e:#}"))
+        unsafe { Component::deserialize(&self.engine, compiled) }.map(drop).map_err(cause)
     }
 
     /// Deletes the entry of `digest`, if any.
@@ -125,8 +127,8 @@ impl AotCache {
     pub(crate) fn load_or_compile(
         &self,
         digest: &Digest,
-        wasm: impl FnOnce() -> Result<Vec<u8>, crate::Error>,
-    ) -> Result<(Component, Outcome), crate::Error> {
+        wasm: impl FnOnce() -> Result<Vec<u8>, Error>,
+    ) -> Result<(Component, Outcome), Error> {
         let (code, sum) = self.paths(digest);
         let mut outcome = Outcome::Miss;
         match self.try_load(digest, &code, &sum) {
@@ -135,7 +137,8 @@ impl AotCache {
                 return Ok((component, Outcome::Hit));
             }
             Ok(None) => {}
-            Err(reason) => {
+            Err(bad) => {
+                let reason = crate::error::chain(&bad);
                 tracing::warn!(%digest, path = %code.display(), %reason, "AOT cache entry is corrupt or stale; recompiling");
                 self.metrics.aot_corrupt.inc();
                 let _ = std::fs::remove_file(&sum);
@@ -146,7 +149,7 @@ impl AotCache {
         self.metrics.aot_misses.inc();
         let bytes = wasm()?;
         let started = Instant::now();
-        let compiled = self.engine.precompile_component(&bytes).map_err(|e| crate::Error::Compile(format!("{e:#}")))?;
+        let compiled = self.engine.precompile_component(&bytes).map_err(|e| Error::Compile { source: cause(e) })?;
         self.metrics.compile_seconds.observe(started.elapsed().as_secs_f64());
         tracing::info!(%digest, seconds = started.elapsed().as_secs_f64(), bytes = compiled.len(), "compiled component");
         if let Err(e) = self.store(digest, &compiled) {
@@ -154,7 +157,7 @@ impl AotCache {
         }
         // SAFETY: `compiled` was just produced by this engine's `precompile_component`.
         let component = unsafe { Component::deserialize(&self.engine, &compiled) }
-            .map_err(|e| crate::Error::Compile(format!("{e:#}")))?;
+            .map_err(|e| Error::Compile { source: cause(e) })?;
         Ok((component, outcome))
     }
 
@@ -178,12 +181,12 @@ impl AotCache {
         h.finalize().to_hex().to_string()
     }
 
-    /// `Ok(None)` when there is no entry, `Err(reason)` when the entry is bad.
-    fn try_load(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<Option<Component>, String> {
+    /// `Ok(None)` when there is no entry, `Err(why)` when the entry is bad.
+    fn try_load(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<Option<Component>, BadEntry> {
         let id = match FileId::of(code) {
             Ok(id) => id,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read entry: {e}")),
+            Err(e) => return Err(BadEntry::Read(e)),
         };
         // Code without its checksum is an entry being written (by another process sharing the cache): a miss,
         // not a corrupt entry to delete.
@@ -202,21 +205,34 @@ impl AotCache {
             Ok(c) => Ok(Some(c)),
             Err(e) => {
                 self.verified.lock().unwrap_or_else(|e| e.into_inner()).remove(code);
-                Err(format!("{e:#}"))
+                Err(BadEntry::Load(cause(e)))
             }
         }
     }
 
     /// Checks the entry's checksum. `Ok(())` when it matches.
-    fn verify(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<(), String> {
-        let expected = std::fs::read_to_string(sum).map_err(|e| format!("cannot read checksum: {e}"))?;
-        let bytes = std::fs::read(code).map_err(|e| format!("cannot read entry: {e}"))?;
+    fn verify(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<(), BadEntry> {
+        let expected = std::fs::read_to_string(sum).map_err(BadEntry::ReadChecksum)?;
+        let bytes = std::fs::read(code).map_err(BadEntry::Read)?;
         let actual = self.checksum(digest, &bytes);
         if actual != expected.trim() {
-            return Err(format!("checksum mismatch: expected {}, found {actual}", expected.trim()));
+            return Err(BadEntry::Checksum { expected: expected.trim().to_string(), actual });
         }
         Ok(())
     }
+}
+
+/// Why a cache entry cannot be used (it is then deleted and compiled again).
+#[derive(Debug, thiserror::Error)]
+enum BadEntry {
+    #[error("cannot read the entry")]
+    Read(#[source] std::io::Error),
+    #[error("cannot read its checksum")]
+    ReadChecksum(#[source] std::io::Error),
+    #[error("checksum mismatch: expected {expected}, found {actual}")]
+    Checksum { expected: String, actual: String },
+    #[error("wasmtime cannot load it")]
+    Load(#[source] Cause),
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Content-addressed component store (`<data>/blobs/sha256/<hex>`, the OCI image layout's blob path).
 
-use crate::Error;
+use crate::error::Error;
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::Write;

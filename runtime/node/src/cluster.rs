@@ -9,7 +9,8 @@
 //!   served until the watch resumes.
 //! - Deploys that fail (a registry down) and reports that fail (the API server down) are retried.
 
-use crate::{Error, Node};
+use crate::error::Error;
+use crate::node::Node;
 use futures_util::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
@@ -18,6 +19,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+use wasmfn_api::FunctionKey;
 use wasmfn_api::{Function, FunctionResource, NodeStatus};
 
 /// The annotation marking functions that came from the cluster.
@@ -45,7 +47,7 @@ pub async fn run(node: Node, client: Client, node_name: String, shutdown: impl s
     let mut shutdown = std::pin::pin!(shutdown);
     let mut retry = tokio::time::interval(RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut listed: Option<HashSet<String>> = None;
+    let mut listed: Option<HashSet<FunctionKey>> = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -70,16 +72,16 @@ pub async fn run(node: Node, client: Client, node_name: String, shutdown: impl s
     }
 }
 
-fn key(f: &FunctionResource) -> String {
-    format!("{}/{}", f.namespace().unwrap_or_default(), f.name_any())
+fn key(f: &FunctionResource) -> FunctionKey {
+    FunctionKey::new(f.namespace().unwrap_or_default(), f.name_any())
 }
 
-fn guarded_key(f: &DeserializeGuard<FunctionResource>) -> String {
+fn guarded_key(f: &DeserializeGuard<FunctionResource>) -> FunctionKey {
     let meta = match &f.0 {
         Ok(f) => &f.metadata,
         Err(invalid) => &invalid.metadata,
     };
-    format!("{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
+    FunctionKey::new(meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
 }
 
 /// What was deployed for a Function: its generation and image.
@@ -90,10 +92,10 @@ struct Sync {
     client: Client,
     node_name: String,
     manager: String,
-    applied: HashMap<String, Applied>,
-    failed: HashMap<String, FunctionResource>,
-    unreported: HashMap<String, (String, String, NodeStatus)>,
-    reported: HashMap<String, NodeStatus>,
+    applied: HashMap<FunctionKey, Applied>,
+    failed: HashMap<FunctionKey, FunctionResource>,
+    unreported: HashMap<FunctionKey, (String, String, NodeStatus)>,
+    reported: HashMap<FunctionKey, NodeStatus>,
 }
 
 impl Sync {
@@ -120,9 +122,9 @@ impl Sync {
     }
 
     /// Whether the table holds `key` from somewhere else than the cluster (the admin API).
-    fn foreign(&self, key: &str) -> bool {
-        let table = self.node.shared.table.load();
-        table.functions.get(key).is_some_and(|s| !s.state.function.metadata.annotations.contains_key(ORIGIN))
+    fn foreign(&self, key: &FunctionKey) -> bool {
+        let table = self.node.snapshot();
+        table.get(key).is_some_and(|s| !s.state.function.metadata.annotations.contains_key(ORIGIN))
     }
 
     async fn apply(&mut self, f: &FunctionResource) {
@@ -187,20 +189,19 @@ impl Sync {
         self.report(f, status).await;
     }
 
-    async fn delete(&mut self, key: &str) {
+    async fn delete(&mut self, key: &FunctionKey) {
         self.forget(key);
         if self.foreign(key) {
             return;
         }
-        let (ns, name) = key.split_once('/').unwrap_or(("default", key));
-        match self.node.remove(ns, name).await {
+        match self.node.remove(&key.namespace, &key.name).await {
             Ok(true) => tracing::info!(function = %key, "removed: deleted from the cluster"),
             Ok(false) => {}
             Err(e) => tracing::warn!(function = %key, error = %e, "removing a deleted function failed"),
         }
     }
 
-    fn forget(&mut self, key: &str) {
+    fn forget(&mut self, key: &FunctionKey) {
         self.applied.remove(key);
         self.failed.remove(key);
         self.unreported.remove(key);
@@ -209,26 +210,26 @@ impl Sync {
 
     /// Removes the cluster's functions a relist no longer has (deleted while the watch was down), and forgets
     /// their pending deploys and reports.
-    async fn prune(&mut self, listed: &HashSet<String>) {
+    async fn prune(&mut self, listed: &HashSet<FunctionKey>) {
         self.applied.retain(|k, _| listed.contains(k));
         self.failed.retain(|k, _| listed.contains(k));
         self.unreported.retain(|k, _| listed.contains(k));
         self.reported.retain(|k, _| listed.contains(k));
-        let table = self.node.shared.table.load_full();
-        let stale: Vec<(String, String)> = table
+        let table = self.node.snapshot();
+        let stale: Vec<FunctionKey> = table
             .functions
             .iter()
             .filter(|(key, s)| {
                 s.state.function.metadata.annotations.get(ORIGIN).is_some_and(|o| o == "kubernetes")
                     && !listed.contains(*key)
             })
-            .map(|(_, s)| (s.state.function.metadata.namespace.clone(), s.state.function.metadata.name.clone()))
+            .map(|(key, _)| key.clone())
             .collect();
-        for (ns, name) in stale {
-            self.forget(&format!("{ns}/{name}"));
-            match self.node.remove(&ns, &name).await {
-                Ok(_) => tracing::info!(function = %format!("{ns}/{name}"), "removed: gone from the cluster"),
-                Err(e) => tracing::warn!(function = %format!("{ns}/{name}"), error = %e, "removing failed"),
+        for key in stale {
+            self.forget(&key);
+            match self.node.remove(&key.namespace, &key.name).await {
+                Ok(_) => tracing::info!(function = %key, "removed: gone from the cluster"),
+                Err(e) => tracing::warn!(function = %key, error = %e, "removing failed"),
             }
         }
     }
@@ -243,7 +244,7 @@ impl Sync {
         self.send(&key).await;
     }
 
-    async fn send(&mut self, key: &str) {
+    async fn send(&mut self, key: &FunctionKey) {
         let Some((ns, name, status)) = self.unreported.get(key).cloned() else { return };
         let api: Api<FunctionResource> = Api::namespaced(self.client.clone(), &ns);
         let patch = serde_json::json!({
@@ -252,7 +253,7 @@ impl Sync {
         match api.patch_status(&name, &PatchParams::apply(&self.manager).force(), &Patch::Apply(&patch)).await {
             Ok(_) => {
                 self.unreported.remove(key);
-                self.reported.insert(key.to_string(), status);
+                self.reported.insert(key.clone(), status);
             }
             // Deleted meanwhile: nothing to report.
             Err(kube::Error::Api(s)) if s.code == 404 => {
@@ -267,7 +268,7 @@ impl Sync {
         for f in failed {
             self.apply(&f).await;
         }
-        let keys: Vec<String> = self.unreported.keys().cloned().collect();
+        let keys: Vec<FunctionKey> = self.unreported.keys().cloned().collect();
         for key in keys {
             self.send(&key).await;
         }

@@ -1,17 +1,10 @@
-//! Per-request host state: WASI and `wasi:http` contexts, the memory cap, and guest output capture.
+//! The data of every request's `Store`: WASI and `wasi:http` contexts, the memory cap and the egress policy.
 
-use crate::config::GuestLogConfig;
-use bytes::Bytes;
 use http_body_util::BodyExt;
-use prometheus_client::metrics::counter::Counter;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -109,156 +102,6 @@ impl ResourceLimiter for MemoryCap {
 
     fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
-    }
-}
-
-/// Rate limit and destination for one function's guest output, shared by its requests.
-pub(crate) struct GuestLog {
-    function: String,
-    config: GuestLogConfig,
-    bucket: Mutex<Bucket>,
-    dropped: Counter,
-}
-
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-    suppressed: u64,
-}
-
-impl GuestLog {
-    pub(crate) fn new(function: String, config: GuestLogConfig, dropped: Counter) -> Self {
-        let bucket = Bucket { tokens: config.burst as f64, last: Instant::now(), suppressed: 0 };
-        GuestLog { function, config, bucket: Mutex::new(bucket), dropped }
-    }
-
-    fn emit(&self, request_id: &str, stream: &'static str, line: &[u8]) {
-        let suppressed = {
-            let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let refill = now.duration_since(b.last).as_secs_f64() * self.config.lines_per_second as f64;
-            b.tokens = (b.tokens + refill).min(self.config.burst as f64);
-            b.last = now;
-            if b.tokens < 1.0 {
-                b.suppressed += 1;
-                self.dropped.inc();
-                return;
-            }
-            b.tokens -= 1.0;
-            std::mem::take(&mut b.suppressed)
-        };
-        if suppressed > 0 {
-            tracing::warn!(target: "wasmfn::guest", function = %self.function, suppressed,
-                "guest output over {} lines/s: {suppressed} lines suppressed", self.config.lines_per_second);
-        }
-        let cut = &line[..line.len().min(self.config.max_line_bytes)];
-        let text = String::from_utf8_lossy(cut);
-        tracing::info!(target: "wasmfn::guest", function = %self.function, request_id, stream, "{text}");
-    }
-
-    /// The stdout or stderr of one request.
-    pub(crate) fn stream(self: &Arc<Self>, request_id: Arc<str>, stream: &'static str) -> GuestOutput {
-        GuestOutput(Arc::new(LineBuffer { log: self.clone(), request_id, stream, buf: Mutex::new(Vec::new()) }))
-    }
-}
-
-/// Splits one request's output stream into lines; the last partial line is emitted when the request ends.
-struct LineBuffer {
-    log: Arc<GuestLog>,
-    request_id: Arc<str>,
-    stream: &'static str,
-    buf: Mutex<Vec<u8>>,
-}
-
-impl LineBuffer {
-    fn write(&self, bytes: &[u8]) {
-        let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        buf.extend_from_slice(bytes);
-        let mut start = 0;
-        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-            self.log.emit(&self.request_id, self.stream, &buf[start..start + pos]);
-            start += pos + 1;
-        }
-        buf.drain(..start);
-        // A line that never ends is cut rather than buffered without bound.
-        if buf.len() > self.log.config.max_line_bytes {
-            self.log.emit(&self.request_id, self.stream, &buf);
-            buf.clear();
-        }
-    }
-}
-
-impl Drop for LineBuffer {
-    fn drop(&mut self) {
-        let buf = self.buf.get_mut().unwrap_or_else(|e| e.into_inner());
-        if !buf.is_empty() {
-            self.log.emit(&self.request_id, self.stream, buf);
-        }
-    }
-}
-
-/// A guest's stdout or stderr, handed to `WasiCtxBuilder`.
-#[derive(Clone)]
-pub(crate) struct GuestOutput(Arc<LineBuffer>);
-
-impl IsTerminal for GuestOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for GuestOutput {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for GuestOutput {
-    async fn ready(&mut self) {}
-}
-
-impl OutputStream for GuestOutput {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.0.write(&bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(64 * 1024)
-    }
-}
-
-impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.0.write(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
     }
 }
 

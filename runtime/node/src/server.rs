@@ -1,5 +1,6 @@
-//! Listeners and the serve loop: hyper 1 with HTTP/1.1 and h2c on the ingress, axum on the admin API, and a
-//! graceful shutdown that stops accepting and lets in-flight requests finish up to a deadline.
+//! The front door: listeners and the serve loop, hyper 1 with HTTP/1.1 and h2c on the ingress (each request
+//! goes to `ingress.rs`), axum on the admin API, the node's background tasks, and a graceful shutdown that
+//! stops accepting and lets in-flight requests finish up to a deadline.
 
 use crate::node::Node;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,14 +34,14 @@ impl Node {
         let c = self.config();
         let ingress = TcpListener::bind(c.listen).await?;
         let admin = TcpListener::bind(c.admin_listen).await?;
-        let _ = self.shared.ingress_addr.set(ingress.local_addr()?);
+        let _ = self.inner.ingress_addr.set(ingress.local_addr()?);
         Ok(Listeners { ingress, admin: Some(admin) })
     }
 
     /// Binds only the ingress: the function table is fixed by whoever embeds the node (the containerd shim).
     pub async fn bind_ingress(&self) -> std::io::Result<Listeners> {
         let ingress = TcpListener::bind(self.config().listen).await?;
-        let _ = self.shared.ingress_addr.set(ingress.local_addr()?);
+        let _ = self.inner.ingress_addr.set(ingress.local_addr()?);
         Ok(Listeners { ingress, admin: None })
     }
 
@@ -48,9 +49,9 @@ impl Node {
     pub async fn serve(&self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let reaper = tokio::spawn(self.clone().reap_idle());
         let collector = tokio::spawn(self.clone().collect_garbage_periodically());
-        let rollouts = tokio::spawn(self.clone().drive_rollouts());
-        let counters = tokio::spawn(self.clone().save_counters_periodically());
-        let sources = tokio::spawn(self.clone().run_sources());
+        let rollouts = tokio::spawn(self.inner.table.clone().drive_rollouts());
+        let counters = tokio::spawn(self.inner.table.clone().save_counters_periodically());
+        let sources = tokio::spawn(self.inner.events.clone().run_sources());
         let warm = tokio::spawn({
             let node = self.clone();
             async move { node.warm_up().await }
@@ -117,7 +118,7 @@ impl Node {
         rollouts.abort();
         counters.abort();
         sources.abort();
-        self.save_counters().await;
+        self.inner.table.save_counters().await;
         warm.abort();
         tracing::info!("stopped");
         Ok(())

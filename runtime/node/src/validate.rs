@@ -2,7 +2,7 @@
 //! does it export `wasi:http/incoming-handler@0.2.x`, and does it import only what the host provides.
 //! `Linker::instantiate_pre` re-checks imports down to function types after the compile.
 
-use crate::Error;
+use crate::error::Error;
 use wasmparser::{Parser, Payload};
 
 /// Interfaces the host provides (any `0.2.x` version), as `package/interface` without the version.
@@ -66,19 +66,19 @@ pub fn check_component(bytes: &[u8]) -> Result<Vec<String>, Error> {
     let mut exports = Vec::new();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| Error::InvalidComponent(e.to_string()))?;
+        let payload = payload.map_err(|source| Error::InvalidComponent { source })?;
         match payload {
             Payload::Version { .. } => depth += 1,
             Payload::End(_) => depth -= 1,
             Payload::ComponentImportSection(section) if depth == 1 => {
                 for import in section {
-                    let import = import.map_err(|e| Error::InvalidComponent(e.to_string()))?;
+                    let import = import.map_err(|source| Error::InvalidComponent { source })?;
                     imports.push(import.name.name.to_string());
                 }
             }
             Payload::ComponentExportSection(section) if depth == 1 => {
                 for export in section {
-                    let export = export.map_err(|e| Error::InvalidComponent(e.to_string()))?;
+                    let export = export.map_err(|source| Error::InvalidComponent { source })?;
                     exports.push(export.name.name.to_string());
                 }
             }

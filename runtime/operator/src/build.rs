@@ -55,7 +55,7 @@ pub enum BuildState {
 pub fn source_hash(f: &FunctionResource, source: &Source, template: &str, ctx: &Context) -> String {
     // The function's key too: two functions never share a build (or a Job name).
     let input = json!({
-        "function": format!("{}/{}", f.namespace().unwrap_or_default(), f.name_any()),
+        "function": crate::key(f).to_string(),
         "source": source, "template": template,
         "builder": ctx.config.builder_image, "registry": ctx.config.registry,
     });

@@ -7,7 +7,7 @@ use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use serde_json::json;
-use wasmfn_api::FunctionResource;
+use wasmfn_api::{FunctionKey, FunctionResource};
 
 /// Reports `invalid` (once per distinct message), or finishes its deletion.
 pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
@@ -55,9 +55,10 @@ pub async fn report(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Er
         action: "InvalidSpec".into(),
         secondary: None,
     };
+    let key = FunctionKey::new(ns, name);
     if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-        tracing::warn!(function = %format!("{ns}/{name}"), error = %e, "publishing an event failed");
+        tracing::warn!(function = %key, error = %e, "publishing an event failed");
     }
-    tracing::warn!(function = %format!("{ns}/{name}"), %message, "invalid Function");
+    tracing::warn!(function = %key, %message, "invalid Function");
     Ok(Action::await_change())
 }

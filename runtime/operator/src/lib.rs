@@ -27,7 +27,7 @@ use kube::{Client, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmfn_api::{Function, FunctionResource};
+use wasmfn_api::{Function, FunctionKey, FunctionResource};
 
 /// The field manager of everything the operator applies.
 pub const MANAGER: &str = "wasmfn-operator";
@@ -128,7 +128,7 @@ pub struct Context {
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Consecutive failures per object, for the backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<FunctionKey, u32>>,
     /// Held while a build slot is counted and taken.
     build_slots: tokio::sync::Mutex<()>,
     /// The cluster's Nodes, when watched: entries of `status.nodes` from nodes that left do not count.
@@ -173,8 +173,9 @@ impl Context {
     }
 }
 
-fn key(f: &FunctionResource) -> String {
-    format!("{}/{}", f.namespace().unwrap_or_default(), f.name_any())
+/// The Function's key, `namespace/name`, as nodes, logs and build hashes name it.
+pub(crate) fn key(f: &FunctionResource) -> FunctionKey {
+    FunctionKey::new(f.namespace().unwrap_or_default(), f.name_any())
 }
 
 /// Reconciles one Function (the controller's reconcile function).

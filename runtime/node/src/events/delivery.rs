@@ -2,15 +2,17 @@
 //! per-attempt timeout, backoff in between) until a 2xx; then the dead-letter sink, with extensions saying why.
 //! A CloudEvent in a 2xx reply is published to the broker. A dropped event is logged and counted, never silent.
 
-use super::to_request;
+use super::{EventBus, to_request};
+use crate::executor::ResponseBody;
 use crate::metrics::EventLabels;
-use crate::node::Node;
+use crate::revision::Revision;
 use base64::Engine;
 use bytes::Bytes;
 use cloudevents::{AttributesReader, Event};
 use http_body_util::BodyExt;
+use std::sync::Arc;
 use std::time::Duration;
-use wasmfn_api::{Delivery, Trigger};
+use wasmfn_api::{Delivery, FunctionKey, Trigger};
 
 /// Largest reply event read back from a function.
 const MAX_REPLY: usize = 10 << 20;
@@ -29,18 +31,17 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) fn new(key: &str, trigger: &Trigger) -> Target {
-        let (namespace, function) = key.split_once('/').unwrap_or(("default", key));
+    pub(crate) fn new(key: &FunctionKey, trigger: &Trigger) -> Target {
         Target {
-            namespace: namespace.into(),
-            function: function.into(),
+            namespace: key.namespace.clone(),
+            function: key.name.clone(),
             trigger: trigger.name.clone(),
             delivery: trigger.delivery.clone(),
         }
     }
 
-    pub(crate) fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.function)
+    pub(crate) fn key(&self) -> FunctionKey {
+        FunctionKey::new(&self.namespace, &self.function)
     }
 
     pub(crate) fn labels(&self) -> EventLabels {
@@ -88,26 +89,25 @@ impl Failure {
     }
 }
 
-impl Node {
+impl EventBus {
     /// A revision of `ns/name` for one delivery, by the function's traffic split.
-    fn pick(&self, key: &str) -> Result<std::sync::Arc<crate::function::Revision>, String> {
-        let table = self.shared.table.load();
-        let service = table.functions.get(key).ok_or_else(|| format!("function {key} does not exist"))?;
+    fn pick(&self, key: &FunctionKey) -> Result<Arc<Revision>, String> {
+        let table = self.table.load();
+        let service = table.get(key).ok_or_else(|| format!("function {key} does not exist"))?;
         Ok(service.pick().clone())
     }
 
     /// Whether the function still has the trigger (a delivery in progress stops when it is removed).
     fn has_trigger(&self, target: &Target) -> bool {
-        let table = self.shared.table.load();
+        let table = self.table.load();
         table
-            .functions
             .get(&target.key())
             .is_some_and(|s| s.state.function.spec.triggers.iter().any(|t| t.name == target.trigger))
     }
 
     /// Delivers `event` to `target`, retrying as its delivery spec says.
-    pub(crate) async fn deliver(&self, target: &Target, event: Event) -> Outcome {
-        let m = &self.shared.metrics;
+    pub(crate) async fn deliver(self: &Arc<Self>, target: &Target, event: Event) -> Outcome {
+        let m = &self.metrics;
         let labels = target.labels();
         m.events_received.get_or_create(&labels).inc();
         let attempts = target.delivery.retry.saturating_add(1);
@@ -148,7 +148,7 @@ impl Node {
         let mut req = to_request(event.clone()).map_err(|e| Failure::new(400, e))?;
         req.headers_mut().insert("x-wasmfn-delivery-attempt", attempt.into());
         // The guest is stopped at the attempt's timeout (504), so a retry never runs next to a late attempt.
-        let resp = crate::ingress::run(self, &revision, req, 0, target.delivery.timeout).await;
+        let resp = self.executor.run(&revision, req, 0, target.delivery.timeout).await;
         let (parts, body) = resp.into_parts();
         if !parts.status.is_success() {
             let data = read_body(body, MAX_ERROR_DATA, true).await.unwrap_or_default();
@@ -174,7 +174,7 @@ impl Node {
     }
 
     async fn dead_letter(&self, target: &Target, mut event: Event, failure: Failure, attempts: u32) -> Outcome {
-        let m = &self.shared.metrics;
+        let m = &self.metrics;
         let labels = target.labels();
         let (key, id) = (target.key(), event.id().to_string());
         let Some(sink) = &target.delivery.dead_letter_sink else {
@@ -220,8 +220,8 @@ impl Node {
     }
 
     async fn dead_letter_to_function(&self, namespace: &str, function: &str, event: Event) -> Result<(), String> {
-        let revision = self.pick(&format!("{namespace}/{function}"))?;
-        let resp = crate::ingress::run(self, &revision, to_request(event)?, 0, None).await;
+        let revision = self.pick(&FunctionKey::new(namespace, function))?;
+        let resp = self.executor.run(&revision, to_request(event)?, 0, None).await;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -234,7 +234,7 @@ impl Node {
         let parsed: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
         let host = parsed.host().ok_or_else(|| format!("{url} has no host"))?;
         let port = parsed.port_u16().unwrap_or(if parsed.scheme_str() == Some("https") { 443 } else { 80 });
-        let allow_loopback = self.shared.config.allow_loopback_egress;
+        let allow_loopback = self.allow_loopback;
         let addrs =
             tokio::net::lookup_host((host.trim_matches(['[', ']']), port)).await.map_err(|e| format!("{url}: {e}"))?;
         for a in addrs {
@@ -262,7 +262,7 @@ impl Node {
 }
 
 /// Reads a response body up to `max` bytes; with `truncate`, the first `max` bytes of a longer one.
-async fn read_body(mut body: crate::ingress::ResponseBody, max: usize, truncate: bool) -> Result<Bytes, String> {
+async fn read_body(mut body: ResponseBody, max: usize, truncate: bool) -> Result<Bytes, String> {
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;

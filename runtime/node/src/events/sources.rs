@@ -1,7 +1,7 @@
 //! Event sources: one task per cron or NATS trigger, started, replaced and stopped as the table changes.
 
-use super::{Target, delivery::Outcome};
-use crate::node::Node;
+use super::EventBus;
+use super::delivery::{Outcome, Target};
 use chrono::Utc;
 use cloudevents::{Event, EventBuilder, EventBuilderV10};
 use futures_util::StreamExt;
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmfn_api::{NatsSource, Trigger};
+use wasmfn_api::{FunctionKey, NatsSource, Trigger};
 
 /// A NATS message may stay unacknowledged this long before JetStream redelivers it; a delivery in progress
 /// extends it, so a message is redelivered this long after a crash.
@@ -26,14 +26,14 @@ impl Drop for Task {
     }
 }
 
-impl Node {
+impl EventBus {
     /// Keeps one task per cron and NATS trigger in the table until the node stops.
-    pub(crate) async fn run_sources(self) {
-        let mut changed = self.shared.table_version.subscribe();
+    pub(crate) async fn run_sources(self: Arc<Self>) {
+        let mut changed = self.table.subscribe();
         let mut running: HashMap<String, (Trigger, Task)> = HashMap::new();
         loop {
-            let table = self.shared.table.load_full();
-            let mut want: HashMap<String, (String, Trigger)> = HashMap::new();
+            let table = self.table.snapshot();
+            let mut want: HashMap<String, (FunctionKey, Trigger)> = HashMap::new();
             for (key, service) in &table.functions {
                 for t in service.state.function.spec.triggers.iter().filter(|t| t.cron.is_some() || t.nats.is_some()) {
                     want.insert(format!("{key}#{}", t.name), (key.clone(), t.clone()));
@@ -45,12 +45,12 @@ impl Node {
                 if running.contains_key(&id) {
                     continue;
                 }
-                let node = self.clone();
+                let bus = self.clone();
                 let t = trigger.clone();
                 let task = if trigger.cron.is_some() {
-                    tokio::spawn(async move { node.run_cron(key, t).await })
+                    tokio::spawn(async move { bus.run_cron(key, t).await })
                 } else {
-                    tokio::spawn(async move { node.run_nats(key, t).await })
+                    tokio::spawn(async move { bus.run_nats(key, t).await })
                 };
                 tracing::info!(source = %id, "event source started");
                 running.insert(id, (trigger, Task(task)));
@@ -61,7 +61,7 @@ impl Node {
         }
     }
 
-    async fn run_cron(self, key: String, trigger: Trigger) {
+    async fn run_cron(self: Arc<Self>, key: FunctionKey, trigger: Trigger) {
         let Some(c) = &trigger.cron else { return };
         let (cron, tz) = match wasmfn_api::parse_schedule(&c.schedule, c.timezone.as_deref()) {
             Ok(x) => x,
@@ -85,7 +85,7 @@ impl Node {
             tokio::time::sleep(wait).await;
             last = next;
             if !c.allow_overlap && busy.load(Ordering::Acquire) {
-                self.shared.metrics.events_skipped.get_or_create(&target.labels()).inc();
+                self.metrics.events_skipped.get_or_create(&target.labels()).inc();
                 tracing::warn!(function = %key, trigger = %trigger.name, "cron run skipped: the previous one is still being delivered (allowOverlap: false)");
                 continue;
             }
@@ -105,15 +105,15 @@ impl Node {
                 }
             };
             busy.store(true, Ordering::Release);
-            let (node, target, busy) = (self.clone(), target.clone(), busy.clone());
+            let (bus, target, busy) = (self.clone(), target.clone(), busy.clone());
             tokio::spawn(async move {
-                node.deliver(&target, event).await;
+                bus.deliver(&target, event).await;
                 busy.store(false, Ordering::Release);
             });
         }
     }
 
-    async fn run_nats(self, key: String, trigger: Trigger) {
+    async fn run_nats(self: Arc<Self>, key: FunctionKey, trigger: Trigger) {
         let Some(n) = &trigger.nats else { return };
         let target = Target::new(&key, &trigger);
         // A queue group is shared within the namespace only.
@@ -142,7 +142,7 @@ impl Node {
     /// Reads the durable consumer until the connection ends; acknowledges each message once delivered (or
     /// dead-lettered), so a node that dies mid-delivery leaves it to be redelivered.
     async fn consume(
-        &self,
+        self: &Arc<Self>,
         n: &NatsSource,
         durable: &str,
         target: &Target,
@@ -186,7 +186,7 @@ impl Node {
             let msg = Arc::new(msg.map_err(|e| format!("reading {durable}: {e}"))?);
             let Ok(permit) = limit.clone().acquire_owned().await else { break };
             let event = nats_event(&msg, &n.stream);
-            let (node, target) = (self.clone(), target.clone());
+            let (bus, target) = (self.clone(), target.clone());
             tokio::spawn(async move {
                 let _permit = permit;
                 // Tells JetStream the message is still being worked on, so it is not redelivered meanwhile.
@@ -200,7 +200,7 @@ impl Node {
                         }
                     }))
                 };
-                let outcome = node.deliver(&target, event).await;
+                let outcome = bus.deliver(&target, event).await;
                 drop(progress);
                 let ack = match outcome {
                     Outcome::Delivered | Outcome::DeadLettered => msg.double_ack().await,
@@ -221,7 +221,7 @@ impl Node {
 
     /// A NATS client per server URL, connected on first use (it reconnects by itself afterwards).
     pub(crate) async fn nats(&self, url: &str) -> Result<async_nats::Client, String> {
-        if let Some(c) = self.shared.nats_clients.lock().await.get(url) {
+        if let Some(c) = self.nats.lock().await.get(url) {
             return Ok(c.clone());
         }
         // Connected without the lock, so a server that is down does not hold up the others.
@@ -230,7 +230,7 @@ impl Node {
             .connect(url)
             .await
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-        Ok(self.shared.nats_clients.lock().await.entry(url.to_string()).or_insert(client).clone())
+        Ok(self.nats.lock().await.entry(url.to_string()).or_insert(client).clone())
     }
 }
 

@@ -1,19 +1,17 @@
-//! The function table: which services (functions with their revisions) serve each name and route, swapped
-//! atomically on every change and persisted to `<data>/functions.json` so a restarted node serves the same
-//! revisions, splits and rollouts at once.
+//! A snapshot of the function table and routing on it: which service (a function with its revisions) serves
+//! each host, path and route prefix. Immutable; the table's owner swaps in a new one on every change, and a
+//! request routes through the snapshot it loaded.
 
-use crate::function::Revision;
-use crate::service::{RolloutOutcome, RolloutState, Service};
-use serde::{Deserialize, Serialize};
+use crate::revision::Revision;
+use crate::service::Service;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
-use wasmfn_api::Function;
+use wasmfn_api::FunctionKey;
 
 /// An immutable snapshot; requests route through the snapshot they loaded.
 #[derive(Default, Clone)]
 pub(crate) struct Table {
-    pub(crate) functions: BTreeMap<String, Arc<Service>>,
+    pub(crate) functions: BTreeMap<FunctionKey, Arc<Service>>,
     /// Extra path prefixes, longest first.
     routes: Vec<(String, Arc<Service>)>,
 }
@@ -31,13 +29,13 @@ impl Table {
         Table::from_functions(functions)
     }
 
-    pub(crate) fn without(&self, key: &str) -> Table {
+    pub(crate) fn without(&self, key: &FunctionKey) -> Table {
         let mut functions = self.functions.clone();
         functions.remove(key);
         Table::from_functions(functions)
     }
 
-    pub(crate) fn from_functions(functions: BTreeMap<String, Arc<Service>>) -> Table {
+    pub(crate) fn from_functions(functions: BTreeMap<FunctionKey, Arc<Service>>) -> Table {
         let mut routes: Vec<(String, Arc<Service>)> = functions
             .values()
             .flat_map(|s| {
@@ -54,12 +52,27 @@ impl Table {
     }
 
     /// The function that already claims `path` as a route, other than `key`.
-    pub(crate) fn route_owner(&self, path: &str, key: &str) -> Option<String> {
+    pub(crate) fn route_owner(&self, path: &str, key: &FunctionKey) -> Option<FunctionKey> {
         let path = path.trim_end_matches('/');
         self.routes
             .iter()
-            .find(|(p, s)| p == path && s.state.function.key() != key)
+            .find(|(p, s)| p == path && s.state.function.key() != *key)
             .map(|(_, s)| s.state.function.key())
+    }
+
+    /// The functions of `namespace`, in name order.
+    pub(crate) fn namespace<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = (&'a FunctionKey, &'a Arc<Service>)> {
+        self.functions
+            .range(FunctionKey::namespace_start(namespace)..)
+            .take_while(move |(k, _)| k.namespace == namespace)
+    }
+
+    /// The function `key`.
+    pub(crate) fn get(&self, key: &FunctionKey) -> Option<&Arc<Service>> {
+        self.functions.get(key)
     }
 
     /// A clash between the names `service` answers on (its own, `<tag>-<name>` per tag) and those of the other
@@ -100,17 +113,17 @@ impl Table {
 
     /// The revision for `<function>` or `<tag>-<function>` in a namespace.
     fn lookup(&self, namespace: &str, label: &str) -> Option<Arc<Revision>> {
-        if let Some(s) = self.functions.get(&format!("{namespace}/{label}")) {
+        if let Some(s) = self.functions.get(&FunctionKey::new(namespace, label)) {
             return Some(s.pick().clone());
         }
         label.match_indices('-').find_map(|(i, _)| {
-            let s = self.functions.get(&format!("{namespace}/{}", &label[i + 1..]))?;
+            let s = self.functions.get(&FunctionKey::new(namespace, &label[i + 1..]))?;
             s.tagged(&label[..i]).cloned()
         })
     }
 
     /// The function `namespace/name`, path unchanged.
-    pub(crate) fn whole(&self, key: &str) -> Option<Routed> {
+    pub(crate) fn whole(&self, key: &FunctionKey) -> Option<Routed> {
         self.functions.get(key).map(|s| Routed { revision: s.pick().clone(), strip: 0 })
     }
 
@@ -162,99 +175,23 @@ fn matches_prefix(path: &str, prefix: &str) -> bool {
     path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The persisted form of the table.
-#[derive(Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Persisted {
-    pub(crate) functions: Vec<PersistedService>,
-}
-
-/// One function as persisted: its manifest, revisions and routing state.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct PersistedService {
-    /// The applied manifest with `spec.component` pinned to `sha256:…`.
-    pub(crate) function: Function,
-    #[serde(default)]
-    pub(crate) revisions: Vec<PersistedRevision>,
-    #[serde(default)]
-    pub(crate) latest: u64,
-    #[serde(default)]
-    pub(crate) ready: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) rollout: Option<RolloutState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) outcome: Option<RolloutOutcome>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) failed: BTreeMap<u64, String>,
-    /// The format before revisions were kept: one revision, this generation and creation time.
-    #[serde(default, skip_serializing)]
-    pub(crate) generation: Option<u64>,
-    #[serde(default, skip_serializing, with = "humantime_serde")]
-    pub(crate) created: Option<SystemTime>,
-}
-
-/// One revision as persisted: the manifest it captured (no routing fields).
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct PersistedRevision {
-    pub(crate) generation: u64,
-    #[serde(with = "humantime_serde")]
-    pub(crate) created: SystemTime,
-    pub(crate) function: Function,
-}
-
-impl Persisted {
-    pub(crate) fn of(table: &Table) -> Persisted {
-        Persisted {
-            functions: table
-                .functions
-                .values()
-                .map(|s| {
-                    let st = &s.state;
-                    PersistedService {
-                        function: st.function.clone(),
-                        revisions: st
-                            .revisions
-                            .iter()
-                            .map(|r| PersistedRevision {
-                                generation: r.generation,
-                                created: r.created,
-                                function: r.function.clone(),
-                            })
-                            .collect(),
-                        latest: st.latest,
-                        ready: st.ready,
-                        rollout: st.rollout.clone(),
-                        outcome: st.outcome.clone(),
-                        failed: st.failed.clone(),
-                        generation: None,
-                        created: None,
-                    }
-                })
-                .collect(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::function::FunctionStats;
-    use crate::service::State;
-    use wasmfn_api::TrafficTarget;
+    use crate::revision::Common;
+    use crate::state::State;
+    use std::time::SystemTime;
+    use wasmfn_api::{Function, TrafficTarget};
 
     /// A service of `ns/name` with revisions 1..=n, the newest ready.
     fn state(ns: &str, name: &str, n: u64) -> State {
         let metrics = crate::metrics::Metrics::new();
         let f = Function::new(ns, name, &format!("sha256:{}", "a".repeat(64)));
-        let stats = Arc::new(FunctionStats::new(ns, name, &metrics, &Default::default()));
+        let common = Common::new(&f.key(), &metrics, &Default::default());
         let revisions = (1..=n)
             .map(|g| {
-                let digest = crate::Digest::of(&g.to_le_bytes());
-                let r =
-                    Revision::new(f.clone(), digest, g, SystemTime::now(), stats.clone(), std::time::Instant::now());
-                Arc::new(r)
+                let digest = crate::blobs::Digest::of(&g.to_le_bytes());
+                Arc::new(Revision::new(f.clone(), digest, g, SystemTime::now(), &common))
             })
             .collect();
         State { function: f, revisions, latest: n, ready: n, rollout: None, outcome: None, failed: Default::default() }
@@ -311,7 +248,7 @@ mod tests {
         st.function.spec.rollout =
             Some(wasmfn_api::Rollout { steps: 4, ..wasmfn_api::Rollout::over(std::time::Duration::from_secs(60)) });
         st.function.spec.traffic = vec![tagged("next", TrafficTarget::latest(100))];
-        st.rollout = Some(crate::service::RolloutState { from: 1, to: 2, step: 1, started: SystemTime::now() });
+        st.rollout = Some(crate::state::Progress { from: 1, to: 2, step: 1, started: SystemTime::now() });
         let s = service(st);
         assert_eq!((s.percent_of(1), s.percent_of(2)), (75, 25));
         assert_eq!(s.tagged("next").unwrap().generation, 2);

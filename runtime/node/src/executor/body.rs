@@ -1,0 +1,139 @@
+//! The bodies the executor deals in: a request's body (streamed from the ingress, or an event's buffered
+//! one), the boxed body of every response, the guest's response body that fails when the guest does, and the
+//! JSON error responses.
+
+use crate::revision::Revision;
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use std::sync::{Arc, OnceLock};
+
+/// Boxed error of response bodies.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every ingress response.
+pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+/// The body of a request run on a revision: streamed from the ingress, or an event's buffered body. A concrete
+/// type (not a boxed body): the request futures must be provably `Send`.
+pub(crate) enum RequestBody {
+    Incoming(Incoming),
+    Buffered(Full<Bytes>),
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Incoming(b) => std::pin::Pin::new(b).poll_frame(cx),
+            RequestBody::Buffered(b) => {
+                std::pin::Pin::new(b).poll_frame(cx).map(|f| f.map(|r| r.map_err(|n| match n {})))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Incoming(b) => b.is_end_stream(),
+            RequestBody::Buffered(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            RequestBody::Incoming(b) => b.size_hint(),
+            RequestBody::Buffered(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A response body of these bytes.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A JSON error response: `{"error": "...", ...}`.
+pub(crate) fn json_error(status: StatusCode, message: &str, extra: serde_json::Value) -> Response<ResponseBody> {
+    let mut body = serde_json::json!({ "error": message, "status": status.as_u16() });
+    if let (Some(obj), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A guest's response body. If the guest fails after sending the head (a timeout or trap while streaming),
+/// the body ends with an error, so hyper aborts the stream instead of ending a truncated 200 cleanly.
+pub(super) struct GuestBody {
+    pub(super) inner: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
+    pub(super) failure: Arc<OnceLock<String>>,
+    pub(super) revision: Arc<Revision>,
+    pub(super) request_id: Arc<str>,
+}
+
+impl http_body::Body for GuestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => match self.failure.get() {
+                Some(message) => {
+                    let r = &self.revision;
+                    tracing::warn!(function = %r.key(), revision = %r.name, request_id = %self.request_id,
+                        "response cut short: {message}");
+                    r.stats.set_error(message.clone());
+                    Poll::Ready(Some(Err(message.clone().into())))
+                }
+                None => Poll::Ready(None),
+            },
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            other => other.map_err(|e: wasmtime_wasi_http::Error| Box::new(e) as BoxError),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // The end can only be confirmed by polling, after the guest task reported how it ended.
+        false
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pub(super) fn too_large(max: u64) -> Response<ResponseBody> {
+    unread_body(json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is larger than the function's limit of {max} bytes"),
+        serde_json::json!({ "limit": max }),
+    ))
+}
+
+/// Marks a response sent without reading the whole request body: the HTTP/1 connection cannot carry another
+/// request, and saying so keeps clients from reusing it and failing their next request. (HTTP/2 drops the
+/// header and resets just the stream.)
+pub(super) fn unread_body(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+pub(super) fn wasi_body_error(e: BoxError) -> wasmtime_wasi_http::Error {
+    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        return wasmtime_wasi_http::Error::HttpRequestBodySize(None);
+    }
+    match e.downcast::<hyper::Error>() {
+        Ok(h) => wasmtime_wasi_http::Error::Hyper(*h),
+        Err(other) => wasmtime_wasi_http::Error::InternalError(Some(other.to_string())),
+    }
+}

@@ -1,0 +1,310 @@
+//! The executor: runs one request on one revision. The HTTP ingress and event delivery both call
+//! [`Executor::run`], which reads top to bottom:
+//! 1. bound the body (`maxRequestBody`; a body without a length is read before taking a slot);
+//! 2. admit (`admission.rs`: function and node slots, the queue, the 503s);
+//! 3. get the revision's code (a cold start loads it from the code store);
+//! 4. build the request's store (`store.rs`), instantiate, call `wasi:http/incoming-handler`;
+//! 5. classify how the guest failed into a status (504 past its timeout, 500 otherwise), count, and tag the
+//!    response with the revision and request id.
+
+mod body;
+mod store;
+
+pub(crate) use body::{RequestBody, ResponseBody, full, json_error};
+pub(crate) use store::NodePolicy;
+
+use crate::admission::{Admission, Admitted};
+use crate::code::{CodeStore, Loaded};
+use crate::host::MemoryLimitExceeded;
+use crate::revision::Revision;
+use crate::rollout::Alarm;
+use body::{GuestBody, too_large, unread_body, wasi_body_error};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use wasmtime::Trap;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+const REVISION_HEADER: &str = "x-wasmfn-revision";
+
+/// Runs requests on revisions; see the module doc.
+pub(crate) struct Executor {
+    code: Arc<CodeStore>,
+    admission: Admission,
+    policy: NodePolicy,
+    alarm: Arc<Alarm>,
+}
+
+/// The body the guest reads: streamed under `maxRequestBody`, or read whole before admission.
+type GuestRequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+impl Executor {
+    pub(crate) fn new(code: Arc<CodeStore>, admission: Admission, policy: NodePolicy, alarm: Arc<Alarm>) -> Self {
+        Executor { code, admission, policy, alarm }
+    }
+
+    /// Runs one request on a revision (routed, or an event delivered in-process) and counts it. `timeout`
+    /// shortens the function's own (an event delivery's per-attempt timeout): the guest is stopped at it.
+    pub(crate) async fn run(
+        &self,
+        revision: &Arc<Revision>,
+        req: Request<RequestBody>,
+        strip: usize,
+        timeout: Option<Duration>,
+    ) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let id = request_id(&req);
+        let limit = revision.function.spec.limits.timeout;
+        let timeout = timeout.map_or(limit, |t| t.min(limit));
+        let mut resp = self.serve(revision, req, strip, id.clone(), timeout).await;
+        let status = resp.status().as_u16();
+        revision.stats.count(status);
+        let elapsed = started.elapsed();
+        revision.stats.latency.observe(elapsed.as_secs_f64());
+        revision.counters.record(status, elapsed);
+        if resp.status().is_server_error() {
+            self.alarm.server_error();
+        }
+        revision.touch();
+        let headers = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&revision.name) {
+            headers.insert(REVISION_HEADER, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            headers.insert("x-request-id", v);
+        }
+        resp
+    }
+
+    async fn serve(
+        &self,
+        revision: &Arc<Revision>,
+        req: Request<RequestBody>,
+        strip: usize,
+        id: Arc<str>,
+        timeout: Duration,
+    ) -> Response<ResponseBody> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (mut parts, body) = req.into_parts();
+        let body = match bounded_body(&parts.headers, body, revision, deadline).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+        let admitted = match self.admission.admit(&revision.gate).await {
+            Ok(a) => a,
+            Err(reason) => {
+                let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, reason.message(), serde_json::json!({}));
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return resp;
+            }
+        };
+        if strip > 0 {
+            parts.uri = strip_prefix(&parts.uri, strip);
+        }
+        // The guest sees the id the client gets back, so it can put it in its own error bodies and logs.
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            parts.headers.insert("x-request-id", v);
+        }
+        if !parts.headers.contains_key(header::HOST) {
+            let authority = parts.uri.authority().map(|a| a.to_string()).unwrap_or_else(|| "localhost".into());
+            if let Ok(v) = HeaderValue::from_str(&authority) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        let req = Request::from_parts(parts, body);
+        let code = self.code.clone();
+        let (loaded, cold) = match revision.code(|| code.load(revision.digest, None)).await {
+            Ok(x) => x,
+            Err(e) => {
+                let message = format!("cannot load the function's code: {e}");
+                tracing::error!(revision = %revision.name, error = %message, "cold start failed");
+                revision.stats.set_error(message.clone());
+                return json_error(StatusCode::INTERNAL_SERVER_ERROR, &message, serde_json::json!({}));
+            }
+        };
+        revision.stats.count_start(cold);
+        self.invoke(revision, loaded, req, id, timeout, deadline, admitted).await
+    }
+
+    /// Instantiates the revision's code in a new store and calls the guest's handler; the response head comes
+    /// back as soon as the guest sets it, the body streams after.
+    #[allow(clippy::too_many_arguments)]
+    async fn invoke(
+        &self,
+        revision: &Arc<Revision>,
+        loaded: Arc<Loaded>,
+        req: Request<GuestRequestBody>,
+        id: Arc<str>,
+        timeout: Duration,
+        deadline: tokio::time::Instant,
+        admitted: Admitted,
+    ) -> Response<ResponseBody> {
+        let mut store = store::new_store(self.code.engine(), revision, &id, timeout, self.policy);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let prepared = (|| -> wasmtime::Result<_> {
+            let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+            let out = store.data_mut().http().new_response_outparam(sender)?;
+            Ok((req, out))
+        })();
+        let (wasi_req, out) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                return json_error(StatusCode::BAD_REQUEST, &format!("invalid request: {e:#}"), serde_json::json!({}));
+            }
+        };
+
+        let stats = revision.stats.clone();
+        let failure: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+        let task = tokio::task::spawn({
+            let failure = failure.clone();
+            async move {
+                let run = async {
+                    let t = Instant::now();
+                    let proxy = loaded.pre.instantiate_async(&mut store).await?;
+                    stats.instantiation.observe(t.elapsed().as_secs_f64());
+                    proxy.wasi_http_incoming_handler().call_handle(&mut store, wasi_req, out).await
+                };
+                // Epoch interruption stops guest code; this also bounds time spent blocked in host calls.
+                let result = match tokio::time::timeout_at(deadline, run).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Trap::Interrupt.into()),
+                };
+                if let Err(e) = &result {
+                    // Read by the response body if it was cut short, so the client sees an error, not a short 200.
+                    let _ = failure.set(classify(e, timeout).1);
+                }
+                // The pooled instance goes back before the slots do, so a woken waiter finds a free one.
+                drop(store);
+                drop(admitted);
+                result
+            }
+        });
+
+        match tokio::time::timeout_at(deadline, receiver).await {
+            Ok(Ok(Ok(resp))) => resp.map(|body| {
+                GuestBody { inner: body, failure, revision: revision.clone(), request_id: id.clone() }.boxed_unsync()
+            }),
+            Ok(Ok(Err(code))) => {
+                let message = format!("the guest answered with an error: {code:?}");
+                revision.stats.set_error(message.clone());
+                json_error(StatusCode::INTERNAL_SERVER_ERROR, &message, serde_json::json!({}))
+            }
+            Ok(Err(_)) => {
+                // The guest ended without setting a response: find out why.
+                let error = match task.await {
+                    Ok(Ok(())) => wasmtime::format_err!("the guest returned without setting a response"),
+                    Ok(Err(e)) => e,
+                    Err(e) => wasmtime::format_err!("the guest task failed: {e}"),
+                };
+                guest_failure(revision, &id, timeout, error)
+            }
+            Err(_) => {
+                task.abort();
+                guest_failure(revision, &id, timeout, Trap::Interrupt.into())
+            }
+        }
+    }
+}
+
+/// The body under the revision's `maxRequestBody`, or the response that refuses it. A body with a length is
+/// streamed (hyper enforces the length; `Limited` is a second guard). One without is read whole first, before
+/// a slot is taken, so an oversized body never reaches the guest and a client that stalls mid-body holds no
+/// slot; the read is bounded by the request's deadline.
+async fn bounded_body(
+    headers: &http::HeaderMap,
+    body: RequestBody,
+    revision: &Revision,
+    deadline: tokio::time::Instant,
+) -> Result<GuestRequestBody, Response<ResponseBody>> {
+    let max_body = revision.function.spec.limits.max_request_body.bytes();
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(too_large(max_body));
+    }
+    if declared.is_some() {
+        return Ok(Limited::new(body, max_body as usize).map_err(wasi_body_error).boxed_unsync());
+    }
+    match tokio::time::timeout_at(deadline, Limited::new(body, max_body as usize).collect()).await {
+        Ok(Ok(collected)) => Ok(Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed_unsync()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(max_body)),
+        Ok(Err(e)) => {
+            let msg = format!("cannot read request body: {e}");
+            Err(unread_body(json_error(StatusCode::BAD_REQUEST, &msg, serde_json::json!({}))))
+        }
+        Err(_) => {
+            let msg = "the request body did not arrive in time";
+            Err(unread_body(json_error(StatusCode::REQUEST_TIMEOUT, msg, serde_json::json!({}))))
+        }
+    }
+}
+
+fn request_id<B>(req: &Request<B>) -> Arc<str> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 128) {
+        Some(id) => id.into(),
+        None => format!("{:x}-{:x}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)).into(),
+    }
+}
+
+/// The status and message for a guest that failed: 504 past its timeout, 500 otherwise.
+fn classify(error: &wasmtime::Error, timeout: Duration) -> (StatusCode, String) {
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        let t = humantime::format_duration(timeout);
+        (StatusCode::GATEWAY_TIMEOUT, format!("the function exceeded its timeout of {t}"))
+    } else if let Some(m) = error.downcast_ref::<MemoryLimitExceeded>() {
+        (StatusCode::INTERNAL_SERVER_ERROR, format!("the function exceeded its memory limit of {} bytes", m.limit))
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, format!("the function failed: {error:#}"))
+    }
+}
+
+fn guest_failure(revision: &Revision, id: &str, timeout: Duration, error: wasmtime::Error) -> Response<ResponseBody> {
+    let (status, message) = classify(&error, timeout);
+    tracing::warn!(function = %revision.key(), revision = %revision.name, request_id = id, status = status.as_u16(), "{message}");
+    revision.stats.set_error(message.clone());
+    json_error(status, &message, serde_json::json!({ "requestId": id }))
+}
+
+/// Removes the first `strip` bytes of the path (a route prefix), keeping the query.
+fn strip_prefix(uri: &http::Uri, strip: usize) -> http::Uri {
+    let path = uri.path();
+    let rest = path.get(strip..).unwrap_or("");
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let pq = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    let mut b = http::Uri::builder();
+    if let Some(s) = uri.scheme() {
+        b = b.scheme(s.clone());
+    }
+    if let Some(a) = uri.authority() {
+        b = b.authority(a.clone());
+    }
+    b.path_and_query(pq).build().unwrap_or_else(|_| uri.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_prefix_and_keeps_query() {
+        let u: http::Uri = "/default/hello/a/b?x=1".parse().unwrap();
+        assert_eq!(strip_prefix(&u, "/default/hello".len()).to_string(), "/a/b?x=1");
+        let u: http::Uri = "/default/hello".parse().unwrap();
+        assert_eq!(strip_prefix(&u, "/default/hello".len()).to_string(), "/");
+    }
+
+    #[test]
+    fn guest_failures_are_classified() {
+        let t = Duration::from_secs(2);
+        assert_eq!(classify(&Trap::Interrupt.into(), t).0, StatusCode::GATEWAY_TIMEOUT);
+        let (status, message) = classify(&MemoryLimitExceeded { limit: 64 }.into(), t);
+        assert!(status == StatusCode::INTERNAL_SERVER_ERROR && message.contains("memory limit of 64"), "{message}");
+    }
+}

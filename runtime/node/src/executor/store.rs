@@ -1,0 +1,45 @@
+//! One request's store, built in one place (as wasmtime's `serve` does in `new_store`): the WASI context (the
+//! revision's environment, stdout and stderr into the function's rate-limited log), the `wasi:http` context
+//! with the node's egress policy, the memory cap, and the epoch deadline that stops the guest at its timeout.
+
+use crate::engine::deadline_ticks;
+use crate::host::{Egress, Host, MemoryCap};
+use crate::revision::Revision;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+/// Per-request settings that come from the node rather than the revision.
+#[derive(Clone, Copy)]
+pub(crate) struct NodePolicy {
+    /// Whether guests may reach loopback addresses.
+    pub(crate) allow_loopback_egress: bool,
+}
+
+/// The store of one request to `revision`, stopped `timeout` from now.
+pub(super) fn new_store(
+    engine: &Engine,
+    revision: &Revision,
+    request_id: &Arc<str>,
+    timeout: Duration,
+    policy: NodePolicy,
+) -> Store<Host> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.envs(&revision.env)
+        .stdout(revision.stats.log.stream(request_id.clone(), "stdout"))
+        .stderr(revision.stats.log.stream(request_id.clone(), "stderr"));
+    let host = Host {
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        table: wasmtime::component::ResourceTable::new(),
+        memory: MemoryCap { limit: revision.function.spec.limits.memory.bytes() as usize },
+        egress: Egress { allow_loopback: policy.allow_loopback_egress },
+    };
+    let mut store = Store::new(engine, host);
+    store.limiter(|h| &mut h.memory);
+    store.set_epoch_deadline(deadline_ticks(timeout));
+    store.epoch_deadline_trap();
+    store
+}

@@ -1,0 +1,188 @@
+//! A deployed revision: its immutable config, its admission gate, its counters and its compiled code, which
+//! leaves memory after the idle TTL (scale to zero) and comes back from the AOT cache on the next request.
+
+use crate::admission::{FunctionGate, RevisionGate};
+use crate::blobs::Digest;
+use crate::code::Loaded;
+use crate::counters::RevisionCounters;
+use crate::stats::FunctionStats;
+use arc_swap::ArcSwapOption;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+use wasmfn_api::{Function, FunctionKey};
+
+/// What a function's revisions share: its stats and its slots and queue.
+#[derive(Clone)]
+pub(crate) struct Common {
+    pub(crate) stats: Arc<FunctionStats>,
+    pub(crate) gate: Arc<FunctionGate>,
+}
+
+impl Common {
+    pub(crate) fn new(
+        key: &FunctionKey,
+        metrics: &crate::metrics::Metrics,
+        log: &crate::config::GuestLogConfig,
+    ) -> Common {
+        let stats = Arc::new(FunctionStats::new(key, metrics, log));
+        let (queued, in_flight) = stats.admission_series();
+        Common { gate: Arc::new(FunctionGate::new(queued, in_flight)), stats }
+    }
+}
+
+/// Milliseconds since the first call: the clock of `last_used`.
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// The environment of every instance: the function's identity and limits (what the SDKs and the Kubeless-style
+/// `context` read; Knative's `K_SERVICE`/`K_REVISION` too), then `spec.env`, which may override them.
+fn guest_env(function: &Function, generation: u64) -> Vec<(String, String)> {
+    let meta = &function.metadata;
+    let limits = &function.spec.limits;
+    let revision = function.revision_name(generation);
+    let mut env = vec![
+        ("WASMFN_FUNCTION_NAME".to_string(), meta.name.clone()),
+        ("WASMFN_FUNCTION_NAMESPACE".to_string(), meta.namespace.clone()),
+        ("WASMFN_REVISION".to_string(), revision.clone()),
+        ("WASMFN_TIMEOUT".to_string(), limits.timeout.as_secs().max(1).to_string()),
+        ("WASMFN_MEMORY_LIMIT".to_string(), limits.memory.to_string()),
+        ("K_SERVICE".to_string(), meta.name.clone()),
+        ("K_REVISION".to_string(), revision),
+    ];
+    for var in &function.spec.env {
+        env.retain(|(name, _)| *name != var.name);
+        env.push((var.name.clone(), var.value.clone()));
+    }
+    env
+}
+
+/// One immutable revision of a function.
+pub(crate) struct Revision {
+    /// `<name>-<generation>`.
+    pub(crate) name: String,
+    pub(crate) generation: u64,
+    /// The manifest it captured: `spec.component` pinned to the digest, no routing fields.
+    pub(crate) function: Function,
+    pub(crate) digest: Digest,
+    pub(crate) created: SystemTime,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) stats: Arc<FunctionStats>,
+    /// Its slots and the requests running on it.
+    pub(crate) gate: Arc<RevisionGate>,
+    /// What this revision answered (the function's `stats` count over all its revisions).
+    pub(crate) counters: RevisionCounters,
+    code: ArcSwapOption<Loaded>,
+    load_lock: tokio::sync::Mutex<()>,
+    /// [`now_ms`] of the last request.
+    last_used: AtomicU64,
+}
+
+impl Revision {
+    pub(crate) fn new(
+        function: Function,
+        digest: Digest,
+        generation: u64,
+        created: SystemTime,
+        common: &Common,
+    ) -> Revision {
+        Revision {
+            name: function.revision_name(generation),
+            generation,
+            env: guest_env(&function, generation),
+            digest,
+            created,
+            stats: common.stats.clone(),
+            gate: Arc::new(RevisionGate::new(common.gate.clone(), &function.spec.scaling)),
+            counters: Default::default(),
+            code: ArcSwapOption::empty(),
+            load_lock: tokio::sync::Mutex::new(()),
+            last_used: AtomicU64::new(now_ms()),
+            function,
+        }
+    }
+
+    /// The loaded code, if in memory.
+    pub(crate) fn loaded(&self) -> Option<Arc<Loaded>> {
+        self.code.load_full()
+    }
+
+    /// The loaded code, loading it with `load` (once, even under concurrent requests) when evicted.
+    /// Returns whether this call loaded it (a cold start).
+    pub(crate) async fn code<F, Fut>(&self, load: F) -> Result<(Arc<Loaded>, bool), crate::error::Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<Loaded>, crate::error::Error>>,
+    {
+        self.touch();
+        if let Some(l) = self.code.load_full() {
+            return Ok((l, false));
+        }
+        let _guard = self.load_lock.lock().await;
+        if let Some(l) = self.code.load_full() {
+            return Ok((l, false));
+        }
+        let loaded = load().await?;
+        self.code.store(Some(loaded.clone()));
+        Ok((loaded, true))
+    }
+
+    /// Installs code loaded at deploy time.
+    pub(crate) fn install(&self, loaded: Arc<Loaded>) {
+        self.code.store(Some(loaded));
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last_used.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Takes the compiled code out if unused for `ttl`; the caller drops it (unmapping code and purging pool
+    /// slots is blocking work). In-flight requests keep their own reference.
+    pub(crate) fn evict_if_idle(&self, ttl: Duration) -> Option<Arc<Loaded>> {
+        if self.idle_for(ttl) && self.code.load().is_some() {
+            let code = self.code.swap(None);
+            self.stats.evictions.inc();
+            tracing::debug!(revision = %self.name, "evicted compiled code (scale to zero)");
+            return code;
+        }
+        None
+    }
+
+    /// Whether no request ran on this revision for `ttl` and none runs now. Only its own requests count: a
+    /// busy sibling revision does not keep it loaded.
+    fn idle_for(&self, ttl: Duration) -> bool {
+        // `touch` may run between the two reads: saturate rather than underflow.
+        let idle = now_ms().saturating_sub(self.last_used.load(Ordering::Relaxed));
+        idle >= ttl.as_millis() as u64 && self.gate.in_flight() == 0
+    }
+
+    pub(crate) fn key(&self) -> FunctionKey {
+        self.function.key()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::Admission;
+
+    #[tokio::test]
+    async fn a_busy_revision_does_not_keep_its_idle_sibling_loaded() {
+        let f = Function::new("default", "hello", &format!("sha256:{}", "a".repeat(64)));
+        let common = Common::new(&f.key(), &crate::metrics::Metrics::new(), &Default::default());
+        let revision = |g: u64| Revision::new(f.clone(), Digest::of(&g.to_le_bytes()), g, SystemTime::now(), &common);
+        let (busy, idle) = (revision(1), revision(2));
+        assert_eq!(
+            (busy.name.as_str(), idle.env.iter().find(|(k, _)| k == "K_REVISION").map(|(_, v)| v.as_str())),
+            ("hello-1", Some("hello-2"))
+        );
+        let running = Admission::new(4).admit(&busy.gate).await.unwrap();
+        assert!(!busy.idle_for(Duration::ZERO), "a revision with a request in flight is not idle");
+        assert!(idle.idle_for(Duration::ZERO), "its sibling is, whatever the function's in-flight count");
+        assert!(!idle.idle_for(Duration::from_secs(3600)), "not before the TTL");
+        drop(running);
+        assert!(busy.idle_for(Duration::ZERO));
+    }
+}

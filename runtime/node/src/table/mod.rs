@@ -1,0 +1,145 @@
+//! The function table's owner: the current snapshot (`snapshot.rs`), swapped atomically on every change
+//! under one deploy lock and persisted first (`persist.rs`); what each function's revisions share (stats and
+//! admission gate); the per-revision counters file (`counters.rs`); and the rollout driver (`driver.rs`).
+
+mod counters;
+mod driver;
+mod persist;
+mod snapshot;
+
+pub(crate) use snapshot::Table;
+
+use crate::config::NodeConfig;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::revision::Common;
+use crate::rollout::Alarm;
+use crate::service::Service;
+use crate::state::State;
+use arc_swap::{ArcSwap, Guard};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use wasmfn_api::FunctionKey;
+
+/// Where the counters go, and which snapshot was written last.
+struct CounterFile {
+    path: PathBuf,
+    /// Sequence of snapshots and the last one written: an older snapshot never overwrites a newer one.
+    snapshots: std::sync::atomic::AtomicU64,
+    written: Arc<Mutex<u64>>,
+}
+
+impl CounterFile {
+    fn new(path: PathBuf) -> CounterFile {
+        CounterFile { path, snapshots: Default::default(), written: Default::default() }
+    }
+}
+
+/// Holds the deploy lock: only one change to the table at a time.
+pub(crate) struct Locked<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
+
+/// See the module doc.
+pub(crate) struct FunctionTable {
+    current: ArcSwap<Table>,
+    deploy_lock: tokio::sync::Mutex<()>,
+    common: Mutex<HashMap<FunctionKey, Common>>,
+    /// Bumped on every swap; the event sources follow it.
+    version: tokio::sync::watch::Sender<u64>,
+    alarm: Arc<Alarm>,
+    path: PathBuf,
+    counters: CounterFile,
+    metrics: Metrics,
+    guest_log: crate::config::GuestLogConfig,
+    history: usize,
+}
+
+impl FunctionTable {
+    /// An empty table persisted in `<data-dir>/functions.json`; [`FunctionTable::restore`] reads it back.
+    pub(crate) fn new(config: &NodeConfig, metrics: Metrics, alarm: Arc<Alarm>) -> FunctionTable {
+        FunctionTable {
+            current: ArcSwap::default(),
+            deploy_lock: tokio::sync::Mutex::new(()),
+            common: Mutex::default(),
+            version: tokio::sync::watch::Sender::new(0),
+            path: config.data_dir.join("functions.json"),
+            counters: CounterFile::new(config.data_dir.join("revision-counters.json")),
+            guest_log: config.guest_log.clone(),
+            history: config.revision_history,
+            metrics,
+            alarm,
+        }
+    }
+
+    /// The current snapshot, cheaply (for one request).
+    pub(crate) fn load(&self) -> Guard<Arc<Table>> {
+        self.current.load()
+    }
+
+    /// The current snapshot, owned.
+    pub(crate) fn snapshot(&self) -> Arc<Table> {
+        self.current.load_full()
+    }
+
+    /// Changes of the table, for those that follow it (the event sources).
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Takes the deploy lock; read the snapshot to change after this.
+    pub(crate) async fn lock(&self) -> Locked<'_> {
+        Locked(self.deploy_lock.lock().await)
+    }
+
+    /// What the revisions of `key` share, created with its first revision.
+    pub(crate) fn common(&self, key: &FunctionKey) -> Common {
+        let mut all = self.common.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(key.clone()).or_insert_with(|| Common::new(key, &self.metrics, &self.guest_log)).clone()
+    }
+
+    /// Prunes old revisions, resolves the traffic (rejecting unknown revisions and clashing tags), persists and
+    /// swaps in `table` with the new state.
+    pub(crate) async fn commit(
+        &self,
+        _lock: &Locked<'_>,
+        table: &Table,
+        mut state: State,
+    ) -> Result<Arc<Service>, Error> {
+        state.prune(self.history);
+        let service = Service::new(state)?;
+        if let Some((field, message)) = table.tag_conflict(&service) {
+            return Err(Error::Rejected { field, message });
+        }
+        let service = Arc::new(service);
+        let next = table.with(service.clone());
+        self.persist(&next).await?;
+        self.store(next);
+        Ok(service)
+    }
+
+    /// Removes a function; in-flight requests finish. Returns whether it existed.
+    pub(crate) async fn remove(&self, key: &FunctionKey) -> Result<bool, Error> {
+        let _lock = self.lock().await;
+        let table = self.snapshot();
+        if !table.functions.contains_key(key) {
+            return Ok(false);
+        }
+        let next = table.without(key);
+        self.persist(&next).await?;
+        self.store(next);
+        if let Some(common) = self.common.lock().unwrap_or_else(|e| e.into_inner()).remove(key) {
+            common.stats.unregister();
+        }
+        // A function created again under this name starts its revisions and counters from zero.
+        self.save_counters().await;
+        Ok(true)
+    }
+
+    /// Swaps in a new table.
+    fn store(&self, table: Table) {
+        self.metrics.functions.set(table.functions.len() as i64);
+        self.alarm.set_active(table.functions.values().any(|s| s.state.rollout.is_some()));
+        self.current.store(Arc::new(table));
+        self.version.send_modify(|v| *v += 1);
+    }
+}
