@@ -26,7 +26,7 @@ impl AdminArgs {
         if let Some(a) = &self.admin {
             return a.clone();
         }
-        let dir = self.data_dir.clone().unwrap_or_else(crate::default_data_dir);
+        let dir = self.data_dir.clone().unwrap_or_else(crate::paths::default_data_dir);
         let recorded = std::fs::read_to_string(dir.join(ADMIN_FILE));
         recorded.ok().map(|u| u.trim().to_string()).unwrap_or_else(|| "http://127.0.0.1:8081".into())
     }

@@ -166,7 +166,7 @@ pub(crate) async fn build(cmd: BuildCmd, args: &BuildArgs, registry: &RegistryAr
 
 async fn run(cmd: &BuildCmd, args: &BuildArgs, registry: &RegistryArgs) -> anyhow::Result<Outcome> {
     let builder = args.builder()?;
-    let data_dir = cmd.data_dir.clone().unwrap_or_else(crate::default_data_dir);
+    let data_dir = cmd.data_dir.clone().unwrap_or_else(crate::paths::default_data_dir);
     // The fetched folder lives until the push has read its provenance.
     let mut fetched = None;
     let dir = match &cmd.source {

@@ -1,7 +1,8 @@
 //! `wasmfn up`: an embedded node serving local manifests and components, redeployed when they change.
 
 use crate::build::BuildArgs;
-use crate::{NodeArgs, announce, default_data_dir, shutdown_signal};
+use crate::paths::default_data_dir;
+use crate::serve::{NodeArgs, announce, shutdown_signal};
 use anyhow::{Context, bail};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -164,7 +164,7 @@ impl NodeConfig {
             return Err(ConfigError::Invalid("pool.max-memory must be at least 1Mi".into()));
         }
         if let Some(key) = &self.default_function
-            && !key.split_once('/').is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+            && wasmfn_api::FunctionKey::parse(key).is_none()
         {
             return Err(ConfigError::Invalid(format!("default-function `{key}` is not `namespace/name`")));
         }

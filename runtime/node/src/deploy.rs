@@ -38,7 +38,7 @@ impl Node {
         let captured = Function { spec: function.spec.revision_config(), ..function.clone() };
         let table = &self.inner.table;
         let mut loaded = None;
-        let (lock, snapshot, mut state) = loop {
+        let (lock, mut state) = loop {
             let snapshot = table.snapshot();
             let current = snapshot.get(&key);
             if let Some(cur) = current
@@ -54,8 +54,7 @@ impl Node {
             }
             let lock = table.lock().await;
             // Decided again under the lock: a concurrent deploy may have changed the function meanwhile.
-            let snapshot = table.snapshot();
-            let current = snapshot.get(&key);
+            let current = lock.table().get(&key);
             let still_new = current.is_none_or(|s| s.latest().function != captured);
             if still_new && loaded.is_none() || current.is_some_and(|c| c.state.function == function && !still_new) {
                 continue;
@@ -64,11 +63,14 @@ impl Node {
                 Some(s) => State { function: function.clone(), ..s.state.clone() },
                 None => State::new(function.clone()),
             };
-            break (lock, snapshot, state);
+            break (lock, state);
         };
         // Checked under the lock, so two concurrent deploys cannot both claim a route.
-        if let Some((path, owner)) =
-            function.spec.routes.iter().find_map(|r| snapshot.route_owner(&r.path, &key).map(|o| (r.path.clone(), o)))
+        if let Some((path, owner)) = function
+            .spec
+            .routes
+            .iter()
+            .find_map(|r| lock.table().route_owner(&r.path, &key).map(|o| (r.path.clone(), o)))
         {
             return Err(Error::Rejected {
                 field: "spec.routes".into(),
@@ -88,7 +90,7 @@ impl Node {
                 tracing::info!(function = %key, %from, to = %state.name_of(generation), "rollout started");
             }
         }
-        let service = table.commit(&lock, &snapshot, state).await?;
+        let service = table.commit(&lock, state).await?;
         let l = service.latest();
         tracing::info!(function = %key, revision = %l.name, digest = %l.digest, new_revision = creates, "deployed");
         Ok(Deployed { function: self.info(&service), changed: true, note: views::note(&service) })

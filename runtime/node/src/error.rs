@@ -139,7 +139,7 @@ pub enum Error {
         source: Box<Error>,
     },
     /// The persisted table does not parse or cannot be encoded.
-    #[error("function table {}: {source}", path.display())]
+    #[error("function table: {}: {source}", path.display())]
     TableFormat {
         /// The file.
         path: PathBuf,
@@ -147,7 +147,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// The persisted table parses but holds something the node cannot serve.
-    #[error("function table {}: {message}", path.display())]
+    #[error("function table: {}: {message}", path.display())]
     TableEntry {
         /// The file.
         path: PathBuf,
@@ -155,7 +155,7 @@ pub enum Error {
         message: String,
     },
     /// The persisted table was written by a newer node.
-    #[error("function table {}: format version {found} is newer than this node's ({supported}); upgrade the node", path.display())]
+    #[error("function table: {}: format version {found} is newer than this node's ({supported}); upgrade the node", path.display())]
     TableVersion {
         /// The file.
         path: PathBuf,
@@ -177,13 +177,16 @@ pub enum Error {
         source: Cause,
     },
     /// A blocking task the node started panicked or was cancelled.
-    #[error("{what} task failed: {source}")]
+    #[error("engine: {what} task failed: {source}")]
     Task {
         /// What the task did.
         what: &'static str,
         /// tokio's error.
         source: tokio::task::JoinError,
     },
+    /// A rule the node keeps broke (a bug): the operation is refused rather than serving a wrong state.
+    #[error("internal error: {0}")]
+    Invariant(String),
     /// No function of that name.
     #[error("function {0} not found")]
     NotFound(String),
@@ -208,13 +211,14 @@ impl Error {
         move |source| Error::Task { what, source }
     }
 
-    /// Whether the input was at fault (a rejected deploy) rather than the node (disk, engine, table) or a
-    /// registry that could not be reached, which a retry may get past.
+    /// Whether the input was at fault (a rejected deploy) rather than the node (disk, engine, table). Registry
+    /// failures count as the input's (the image reference), whatever their cause.
     pub fn is_client_error(&self) -> bool {
         match self {
             Error::Io { .. }
             | Error::Engine { .. }
             | Error::Task { .. }
+            | Error::Invariant(_)
             | Error::TableFormat { .. }
             | Error::TableEntry { .. }
             | Error::TableVersion { .. }
@@ -244,6 +248,7 @@ impl Error {
             Error::TableFormat { .. } | Error::TableEntry { .. } | Error::TableVersion { .. } => "table",
             Error::Config(_) => "config",
             Error::Engine { .. } | Error::Task { .. } => "engine",
+            Error::Invariant(_) => "internal",
             Error::NotFound(_) => "not-found",
             Error::Conflict(_) => "conflict",
             Error::Image(e) => match e.kind() {

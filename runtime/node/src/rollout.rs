@@ -1,13 +1,12 @@
 //! Gradual rollouts as a state machine on a function's [`State`]: a new revision takes the latest traffic
 //! step by step (`spec.rollout`), is rolled back as soon as its 5xx rate passes `maxErrorRate` over at least
-//! `minRequests` answers, and succeeds at `duration`. Every transition is a function of the state (and the
-//! clock and the new revision's counters, passed in): no node, no I/O. The driver task that applies them on
-//! a timer lives with the function table (`table/driver.rs`); `deploy`, traffic changes and rollbacks call
-//! the transitions below.
+//! `minRequests` answers, and succeeds at `duration`. Every transition is a function of the state, the clock
+//! passed in and the new revision's counters: no node, no task, no I/O; callers log and count what they
+//! return. The driver task that applies them on a timer lives with the function table (`table/driver.rs`);
+//! `deploy`, traffic changes and rollbacks call the transitions below.
 
 use crate::error::Error;
 use crate::state::{Ended, Outcome, Progress, State};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 use wasmfn_api::Function;
 
@@ -32,33 +31,6 @@ pub(crate) enum Next {
     RollBack(String),
     /// The rollout cannot go on (its revision is gone).
     Cancel(String),
-}
-
-/// Wakes the rollout driver on a 5xx while a rollout is in progress, so a failing rollout is rolled back at
-/// once rather than at the driver's next tick.
-#[derive(Default)]
-pub(crate) struct Alarm {
-    active: AtomicBool,
-    errors: tokio::sync::Notify,
-}
-
-impl Alarm {
-    /// Whether any function is in a rollout (set with every table swap).
-    pub(crate) fn set_active(&self, active: bool) {
-        self.active.store(active, Ordering::Relaxed);
-    }
-
-    /// A request answered with a 5xx.
-    pub(crate) fn server_error(&self) {
-        if self.active.load(Ordering::Relaxed) {
-            self.errors.notify_one();
-        }
-    }
-
-    /// Resolves after the next [`Alarm::server_error`] during a rollout.
-    pub(crate) async fn wait(&self) {
-        self.errors.notified().await
-    }
 }
 
 impl State {
@@ -166,16 +138,14 @@ impl State {
         let aborted = self.rollout.take();
         let mut ended = None;
         if let Some(r) = &aborted {
-            let (from, new) = (self.name_of(r.from), self.name_of(r.to));
+            let new = self.name_of(r.to);
             if to == Some(new.as_str()) {
                 // Asked for the revision being rolled out: finish the rollout now.
-                tracing::info!(function = %key, %from, to = %new, "rollout promoted on request");
                 self.ready = r.to;
                 self.outcome = Some(Outcome::of(r, Ended::Succeeded, format!("{new} promoted on request"), now));
                 return Ok(Some(Ended::Succeeded));
             }
             let reason = format!("rolled back on request during the rollout to {new}");
-            tracing::warn!(function = %key, from = %new, to = %from, %reason, "rolled back");
             self.failed.insert(r.to, reason.clone());
             self.outcome = Some(Outcome::of(r, Ended::RolledBack, reason, now));
             ended = Some(Ended::RolledBack);
@@ -206,7 +176,6 @@ impl State {
             return Err(Error::Conflict(format!("{} already gets the latest traffic", self.name_of(target))));
         }
         let reason = format!("rolled back on request to {}", self.name_of(target));
-        tracing::warn!(function = %key, from = %self.name_of(self.ready), to = %self.name_of(target), "rolled back");
         if target < self.ready {
             self.failed.insert(self.ready, reason);
         }

@@ -42,7 +42,7 @@ impl Service {
             }
             let ready = state
                 .revision(state.ready)
-                .ok_or_else(|| Error::Conflict(format!("{}: no ready revision", state.function.key())))?;
+                .ok_or_else(|| Error::Invariant(format!("{}: no ready revision", state.function.key())))?;
             match state.rollout.as_ref().and_then(|r| Some((r, state.revision(r.to)?))) {
                 Some((r, to)) => {
                     let steps = state.function.spec.rollout.as_ref().map_or(1, |r| r.steps);

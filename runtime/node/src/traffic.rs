@@ -4,7 +4,7 @@
 use crate::error::Error;
 use crate::node::Node;
 use crate::service::Service;
-use crate::state::State;
+use crate::state::{Ended, State};
 use crate::table::Table;
 use crate::views::{self, FunctionInfo, RevisionInfo};
 use std::sync::Arc;
@@ -33,8 +33,7 @@ impl Node {
     ) -> Result<FunctionInfo, Error> {
         let table = &self.inner.table;
         let lock = table.lock().await;
-        let snapshot = table.snapshot();
-        let current = service(&snapshot, namespace, name)?;
+        let current = service(lock.table(), namespace, name)?;
         let mut function = current.state.function.clone();
         function.spec.traffic = traffic;
         function.validate()?;
@@ -43,7 +42,7 @@ impl Node {
         if let Some(reason) = state.traffic_changed(SystemTime::now()) {
             tracing::info!(function = %key, %reason, "rollout cancelled");
         }
-        let service = table.commit(&lock, &snapshot, state).await?;
+        let service = table.commit(&lock, state).await?;
         tracing::info!(function = %key, traffic = ?service.state.function.spec.traffic, "traffic changed");
         Ok(self.info(&service))
     }
@@ -53,12 +52,24 @@ impl Node {
     pub async fn rollback(&self, namespace: &str, name: &str, to: Option<&str>) -> Result<FunctionInfo, Error> {
         let table = &self.inner.table;
         let lock = table.lock().await;
-        let snapshot = table.snapshot();
-        let mut state = service(&snapshot, namespace, name)?.state.clone();
-        if let Some(ended) = state.roll_back(to, SystemTime::now())? {
+        let mut state = service(lock.table(), namespace, name)?.state.clone();
+        let (key, ready, rollout) = (state.function.key(), state.ready, state.rollout.clone());
+        let ended = state.roll_back(to, SystemTime::now())?;
+        match (&rollout, ended) {
+            (Some(r), Some(Ended::Succeeded)) => {
+                tracing::info!(function = %key, from = %state.name_of(r.from), to = %state.name_of(r.to), "rollout promoted on request")
+            }
+            (Some(r), _) => {
+                tracing::warn!(function = %key, from = %state.name_of(r.to), to = %state.name_of(state.ready), "rolled back during the rollout")
+            }
+            (None, _) => {
+                tracing::warn!(function = %key, from = %state.name_of(ready), to = %state.name_of(state.ready), "rolled back")
+            }
+        }
+        if let Some(ended) = ended {
             table.count_rollout(&state.function, ended);
         }
-        let service = table.commit(&lock, &snapshot, state).await?;
+        let service = table.commit(&lock, state).await?;
         Ok(self.info(&service))
     }
 }

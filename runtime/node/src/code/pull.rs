@@ -66,16 +66,15 @@ impl Puller {
     /// Resolves an image reference and makes sure its component is in `blobs`. One download per layer
     /// digest, even under concurrent deploys; `fetches` counts the downloads.
     pub(super) async fn pull(&self, image: &str, blobs: &Blobs, fetches: &Counter) -> Result<Pulled, Error> {
-        let p = self;
-        let registry = p.registry()?;
+        let registry = self.registry()?;
         let located = registry.locate(image).await?;
         let gate = {
-            let mut pulling = p.pulling.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pulling = self.pulling.lock().unwrap_or_else(|e| e.into_inner());
             pulling.entry(located.layer.digest.clone()).or_default().clone()
         };
         let _turn = gate.lock().await;
         // A wasm layer is the component; a tar layer's component digest was recorded when it was first fetched.
-        let record = p.layers.join(located.layer.digest.trim_start_matches("sha256:"));
+        let record = self.layers.join(located.layer.digest.trim_start_matches("sha256:"));
         let known = if located.layer_is_component() {
             Some(located.layer.digest.clone())
         } else {
@@ -99,7 +98,7 @@ impl Puller {
         .await
         .map_err(Error::task("validation"))??;
         if !located.layer_is_component() {
-            let _ = std::fs::create_dir_all(&p.layers);
+            let _ = std::fs::create_dir_all(&self.layers);
             if let Err(e) = write_atomic(&record, digest.to_string().as_bytes()) {
                 tracing::warn!(error = %e, "cannot record the layer's component digest; the next deploy fetches it again");
             }

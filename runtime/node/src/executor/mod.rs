@@ -17,7 +17,7 @@ use crate::admission::{Admission, Admitted};
 use crate::code::{CodeStore, Loaded};
 use crate::host::MemoryLimitExceeded;
 use crate::revision::Revision;
-use crate::rollout::Alarm;
+use crate::table::Alarm;
 use body::{GuestBody, too_large, unread_body, wasi_body_error};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};

@@ -1,5 +1,5 @@
 //! The rollout driver: a task that applies the rollout state machine's decisions (`rollout.rs`) when they are
-//! due, checked every 100 ms and at once when a request fails during a rollout.
+//! due, checked every 100 ms and at once when a request fails during a rollout (the table's `Alarm`).
 
 use super::FunctionTable;
 use crate::error::Error;
@@ -34,8 +34,7 @@ impl FunctionTable {
 
     async fn advance(&self, key: &FunctionKey, seen: &Progress) -> Result<(), Error> {
         let lock = self.lock().await;
-        let table = self.snapshot();
-        let Some(service) = table.get(key) else { return Ok(()) };
+        let Some(service) = lock.table().get(key) else { return Ok(()) };
         let mut state = service.state.clone();
         // A deploy or a rollback may have changed it since it was read.
         let Some(r) = state.rollout.clone().filter(|r| r.from == seen.from && r.to == seen.to) else { return Ok(()) };
@@ -45,7 +44,8 @@ impl FunctionTable {
         match &next {
             Next::Step(step) => {
                 let p = Progress { step: *step, ..r };
-                tracing::info!(function = %key, %from, %to, step, percent = state.rollout_percent(&p), "rollout step");
+                let steps = state.function.spec.rollout.as_ref().map_or(1, |s| s.steps);
+                tracing::info!(function = %key, %from, %to, step, steps, percent = state.rollout_percent(&p), "rollout step");
             }
             Next::Complete => tracing::info!(function = %key, %from, %to, "rollout succeeded"),
             Next::RollBack(reason) => {
@@ -56,7 +56,7 @@ impl FunctionTable {
         if let Some(ended) = state.apply(next, now) {
             self.count_rollout(&state.function, ended);
         }
-        self.commit(&lock, &table, state).await.map(drop)
+        self.commit(&lock, state).await.map(drop)
     }
 
     /// Counts a rollout that succeeded or was rolled back.

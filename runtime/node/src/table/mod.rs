@@ -1,9 +1,10 @@
 //! The function table's owner: the current snapshot (`snapshot.rs`), swapped atomically on every change
 //! under one deploy lock and persisted first (`persist.rs`); what each function's revisions share (stats and
-//! admission gate); the per-revision counters file (`counters.rs`); and the rollout driver (`driver.rs`).
+//! admission gate); the per-revision counters file (`counter_file.rs`); and the rollout driver (`driver.rs`).
 
-mod counters;
+mod counter_file;
 mod driver;
+
 mod persist;
 mod snapshot;
 
@@ -13,20 +14,48 @@ use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::revision::Common;
-use crate::rollout::Alarm;
 use crate::service::Service;
 use crate::state::State;
 use arc_swap::{ArcSwap, Guard};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmfn_api::FunctionKey;
+
+/// Wakes the rollout driver on a 5xx while a rollout is in progress, so a failing rollout is rolled back at
+/// once rather than at the driver's next tick. The executor rings it; the table says whether anyone listens.
+#[derive(Default)]
+pub(crate) struct Alarm {
+    active: AtomicBool,
+    errors: tokio::sync::Notify,
+}
+
+impl Alarm {
+    /// Whether any function is in a rollout (set with every table swap).
+    pub(crate) fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::Relaxed);
+    }
+
+    /// A request answered with a 5xx.
+    pub(crate) fn server_error(&self) {
+        if self.active.load(Ordering::Relaxed) {
+            self.errors.notify_one();
+        }
+    }
+
+    /// Resolves after the next [`Alarm::server_error`] during a rollout.
+    pub(super) async fn wait(&self) {
+        self.errors.notified().await
+    }
+}
 
 /// Where the counters go, and which snapshot was written last.
 struct CounterFile {
     path: PathBuf,
-    /// Sequence of snapshots and the last one written: an older snapshot never overwrites a newer one.
-    snapshots: std::sync::atomic::AtomicU64,
+    /// Sequence of snapshots, numbered in the order they were read, and the last one written: an older
+    /// snapshot never overwrites a newer one.
+    snapshots: Mutex<u64>,
     written: Arc<Mutex<u64>>,
 }
 
@@ -36,8 +65,19 @@ impl CounterFile {
     }
 }
 
-/// Holds the deploy lock: only one change to the table at a time.
-pub(crate) struct Locked<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
+/// Holds the deploy lock (only one change to the table at a time) and the snapshot read under it, the one a
+/// change is made from and committed onto.
+pub(crate) struct Locked<'a> {
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+    table: Arc<Table>,
+}
+
+impl Locked<'_> {
+    /// The table as it is while the lock is held.
+    pub(crate) fn table(&self) -> &Arc<Table> {
+        &self.table
+    }
+}
 
 /// See the module doc.
 pub(crate) struct FunctionTable {
@@ -86,9 +126,10 @@ impl FunctionTable {
         self.version.subscribe()
     }
 
-    /// Takes the deploy lock; read the snapshot to change after this.
+    /// Takes the deploy lock, then reads the snapshot to change.
     pub(crate) async fn lock(&self) -> Locked<'_> {
-        Locked(self.deploy_lock.lock().await)
+        let guard = self.deploy_lock.lock().await;
+        Locked { _guard: guard, table: self.snapshot() }
     }
 
     /// What the revisions of `key` share, created with its first revision.
@@ -98,13 +139,9 @@ impl FunctionTable {
     }
 
     /// Prunes old revisions, resolves the traffic (rejecting unknown revisions and clashing tags), persists and
-    /// swaps in `table` with the new state.
-    pub(crate) async fn commit(
-        &self,
-        _lock: &Locked<'_>,
-        table: &Table,
-        mut state: State,
-    ) -> Result<Arc<Service>, Error> {
+    /// swaps in the locked table with the new state.
+    pub(crate) async fn commit(&self, lock: &Locked<'_>, mut state: State) -> Result<Arc<Service>, Error> {
+        let table = lock.table();
         state.prune(self.history);
         let service = Service::new(state)?;
         if let Some((field, message)) = table.tag_conflict(&service) {
@@ -119,8 +156,8 @@ impl FunctionTable {
 
     /// Removes a function; in-flight requests finish. Returns whether it existed.
     pub(crate) async fn remove(&self, key: &FunctionKey) -> Result<bool, Error> {
-        let _lock = self.lock().await;
-        let table = self.snapshot();
+        let lock = self.lock().await;
+        let table = lock.table();
         if !table.functions.contains_key(key) {
             return Ok(false);
         }

@@ -6,7 +6,6 @@ use super::{FunctionTable, Table};
 use crate::blobs::write_atomic;
 use crate::counters::SavedCounters;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 use wasmfn_api::FunctionKey;
 
@@ -60,8 +59,12 @@ impl FunctionTable {
 
     /// Writes every revision's counters. Returns the total of requests written.
     pub(crate) async fn save_counters(&self) -> u64 {
-        let table = self.snapshot();
-        let seq = self.counters.snapshots.fetch_add(1, Ordering::Relaxed) + 1;
+        // Numbered and read together, so a later number never carries an older table.
+        let (seq, table) = {
+            let mut last = self.counters.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+            *last += 1;
+            (*last, self.snapshot())
+        };
         let revisions: Vec<SavedRevision> = (table.functions.iter())
             .flat_map(|(key, s)| {
                 s.state.revisions.iter().map(move |r| SavedRevision {
