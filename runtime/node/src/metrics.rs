@@ -91,6 +91,7 @@ pub(crate) struct Metrics {
     pub aot_corrupt: Counter,
     pub image_layer_fetches: Counter,
     pub blobs_collected: Counter,
+    pub table_bytes_written: Counter,
     pub loaded: Gauge,
     pub functions: Gauge,
     pub allocator: Family<AllocatorLabels, Gauge>,
@@ -124,6 +125,7 @@ impl Metrics {
             aot_corrupt: Counter::default(),
             image_layer_fetches: Counter::default(),
             blobs_collected: Counter::default(),
+            table_bytes_written: Counter::default(),
             loaded: Gauge::default(),
             functions: Gauge::default(),
             allocator: Family::default(),
@@ -186,6 +188,11 @@ impl Metrics {
             "blobs_collected",
             "Unreferenced components deleted from the store after the grace period",
             m.blobs_collected.clone(),
+        );
+        r.register(
+            "table_bytes_written",
+            "Bytes written to persist the function table (one function's file per change)",
+            m.table_bytes_written.clone(),
         );
         r.register("loaded_revisions", "Revisions whose compiled code is in memory", m.loaded.clone());
         r.register("functions", "Functions in the node's table", m.functions.clone());

@@ -1,10 +1,11 @@
 //! The function table's owner: the current snapshot (`snapshot.rs`), swapped atomically on every change
-//! under one deploy lock and persisted first (`persist.rs`); what each function's revisions share (stats and
+//! under one deploy lock and persisted first, a file per function (`persist.rs`; `legacy.rs` migrates the
+//! single file of earlier nodes); what each function's revisions share (stats and
 //! admission gate); the per-revision counters file (`counter_file.rs`); and the rollout driver (`driver.rs`).
 
 mod counter_file;
 mod driver;
-
+mod legacy;
 mod persist;
 mod snapshot;
 
@@ -87,7 +88,10 @@ pub(crate) struct FunctionTable {
     /// Bumped on every swap; the event sources follow it.
     version: tokio::sync::watch::Sender<u64>,
     alarm: Arc<Alarm>,
-    path: PathBuf,
+    /// `<data-dir>/functions`: a file per function.
+    dir: PathBuf,
+    /// `<data-dir>/functions.json`, the single-file table of earlier nodes (migrated at start).
+    legacy: PathBuf,
     counters: CounterFile,
     metrics: Metrics,
     guest_log: crate::config::GuestLogConfig,
@@ -95,14 +99,15 @@ pub(crate) struct FunctionTable {
 }
 
 impl FunctionTable {
-    /// An empty table persisted in `<data-dir>/functions.json`; [`FunctionTable::restore`] reads it back.
+    /// An empty table persisted in `<data-dir>/functions/`; [`FunctionTable::restore`] reads it back.
     pub(crate) fn new(config: &NodeConfig, metrics: Metrics, alarm: Arc<Alarm>) -> FunctionTable {
         FunctionTable {
             current: ArcSwap::default(),
             deploy_lock: tokio::sync::Mutex::new(()),
             common: Mutex::default(),
             version: tokio::sync::watch::Sender::new(0),
-            path: config.data_dir.join("functions.json"),
+            dir: config.data_dir.join("functions"),
+            legacy: config.data_dir.join("functions.json"),
             counters: CounterFile::new(config.data_dir.join("revision-counters.json")),
             guest_log: config.guest_log.clone(),
             history: config.revision_history,
@@ -148,9 +153,9 @@ impl FunctionTable {
             return Err(Error::Rejected { field, message });
         }
         let service = Arc::new(service);
-        let next = table.with(service.clone());
-        self.persist(&next).await?;
-        self.store(next);
+        // Only this function's file is written: a deploy costs the same however many functions there are.
+        self.persist(&service).await?;
+        self.store(table.with(service.clone()));
         Ok(service)
     }
 
@@ -161,9 +166,8 @@ impl FunctionTable {
         if !table.functions.contains_key(key) {
             return Ok(false);
         }
-        let next = table.without(key);
-        self.persist(&next).await?;
-        self.store(next);
+        self.unpersist(key).await?;
+        self.store(table.without(key));
         if let Some(common) = self.common.lock().unwrap_or_else(|e| e.into_inner()).remove(key) {
             common.stats.unregister();
         }
