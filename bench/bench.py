@@ -331,6 +331,46 @@ def density(args, results):
         wf.stop()
 
 
+def deploys(args, results):
+    """A deploy storm: `--deploy-functions` functions deployed one by one through the admin API (the component
+    uploaded once, deployed by digest, so each deploy costs the table's work, not the component's). Reports the
+    median deploy time of the first and the last 100, so a deploy whose cost grows with the number of functions
+    shows, and the bytes the node wrote for its table per deploy."""
+    wf = Wasmfn(args.wasmfn, 'idle-ttl = "1h"')
+    try:
+        with open(args.component, "rb") as f:
+            status, body = http("POST", f"http://{wf.admin}/v1/components", f.read())
+        assert status == 201, body
+        digest = json.loads(body)["digest"]
+        n = args.deploy_functions
+        times = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            manifest = json.dumps({"apiVersion": "wasmfn.dev/v1alpha1", "kind": "Function",
+                                   "metadata": {"name": f"f{i:05d}"}, "spec": {"component": digest}})
+            t = time.perf_counter()
+            status, body = http("POST", f"http://{wf.admin}/v1/functions", manifest.encode())
+            times.append(time.perf_counter() - t)
+            assert status == 201, body
+        total = time.perf_counter() - t0
+        written = metric(wf.metrics(), "wasmfn_table_bytes_written_total")
+        r = {
+            "functions": n,
+            "total_seconds": total,
+            "first_100_median_ms": statistics.median(times[:100]) * 1000,
+            "last_100_median_ms": statistics.median(times[-100:]) * 1000,
+            "table_bytes_written_per_deploy": written / n if written else None,
+            "rss_mib": wf.rss_kib() / 1024,
+        }
+        results["deploys"] = r
+        per = f"{r['table_bytes_written_per_deploy']:.0f} B" if written else "n/a (no metric)"
+        print(f"deploys: {n} functions in {total:.1f} s; median deploy {r['first_100_median_ms']:.2f} ms (first 100) "
+              f"-> {r['last_100_median_ms']:.2f} ms (last 100); table written per deploy {per}; "
+              f"RSS {r['rss_mib']:.1f} MiB", flush=True)
+    finally:
+        wf.stop()
+
+
 def revisions(args, results):
     """The cost of a traffic split (two revisions, 90/10) next to one revision and to `wasmtime serve`, and how
     many failing requests an automatic rollback lets through under load."""
@@ -452,14 +492,16 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cold-samples", type=int, default=30)
     p.add_argument("--functions", type=int, default=1000)
+    p.add_argument("--deploy-functions", type=int, default=2000)
     p.add_argument("--quick", action="store_true", help="short runs for a smoke test")
     p.add_argument("--shim", help="containerd-shim-wasmfn-v1 (the shim part needs root and containerd)")
     p.add_argument("--shim-samples", type=int, default=15)
-    p.add_argument("--only", choices=["throughput", "cold", "density", "revisions", "events", "shim"])
+    p.add_argument("--only", choices=["throughput", "cold", "density", "deploys", "revisions", "events", "shim"])
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
     args = p.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.cold_samples, args.functions, args.shim_samples = 2, 1, 5, 50, 3
+        args.deploy_functions = 200
     results = {
         "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
         "throughput": {},
@@ -470,6 +512,8 @@ def main():
         cold_start(args, results)
     if args.only in (None, "density"):
         density(args, results)
+    if args.only in (None, "deploys"):
+        deploys(args, results)
     if args.only in (None, "revisions"):
         revisions(args, results)
     if args.only in (None, "events"):

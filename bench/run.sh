@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks wasmfn against `wasmtime serve` (wasmtime-cli 48.0.8) on this machine, in one run.
-# Usage: bench/run.sh [--quick] [--only throughput|cold|density|revisions|events|shim]   (results are printed and written to bench/results.json)
+# Usage: bench/run.sh [--quick] [--only throughput|cold|density|deploys|revisions|events|shim]   (results are printed and written to bench/results.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
