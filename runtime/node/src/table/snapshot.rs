@@ -76,37 +76,34 @@ impl Table {
     }
 
     /// A clash between the names `service` answers on (its own, `<tag>-<name>` per tag) and those of the other
-    /// functions of its namespace: (the field at fault, the message).
+    /// functions of its namespace: (the field at fault, the message). Each name is looked up (as a function,
+    /// and as `<tag>-<function>` at each `-`), so the check costs the same however many functions there are.
     pub(crate) fn tag_conflict(&self, service: &Service) -> Option<(String, String)> {
         let f = &service.state.function;
-        let ns = &f.metadata.namespace;
-        let names = |s: &Service| -> Vec<(Option<String>, String)> {
-            let name = &s.state.function.metadata.name;
-            std::iter::once((None, name.clone()))
-                .chain(s.tags().map(|t| (Some(t.to_string()), format!("{t}-{name}"))))
-                .collect()
-        };
-        let mine = names(service);
-        let others = self.functions.values().filter(|s| {
-            let o = &s.state.function;
-            o.key() != f.key() && o.metadata.namespace == *ns
-        });
-        for other in others {
-            let other_name = &other.state.function.metadata.name;
-            for (their_tag, label) in names(other) {
-                let Some((my_tag, _)) = mine.iter().find(|(_, m)| *m == label) else { continue };
-                let whose = match their_tag {
-                    Some(t) => format!("the tagged name of {other_name}'s tag `{t}`"),
-                    None => format!("the function {other_name}"),
-                };
-                return Some(match my_tag {
-                    Some(t) => (
-                        "spec.traffic".into(),
-                        format!("tag `{t}` would answer as `{label}`, which is {whose} in namespace {ns}"),
-                    ),
-                    None => ("metadata.name".into(), format!("`{label}` is {whose}")),
-                });
-            }
+        let (ns, name, me) = (&f.metadata.namespace, &f.metadata.name, f.key());
+        let mine =
+            std::iter::once((None, name.clone())).chain(service.tags().map(|t| (Some(t), format!("{t}-{name}"))));
+        for (my_tag, label) in mine {
+            // Who else answers on `label`: a function of that name, or a function `x` with a tag `t`, `t-x`.
+            let plain = std::iter::once((None, label.as_str()));
+            let tagged = label.match_indices('-').map(|(i, _)| (Some(&label[..i]), &label[i + 1..]));
+            let clash = plain.chain(tagged).find_map(|(their_tag, other)| {
+                let key = FunctionKey::new(ns, other);
+                let s = self.functions.get(&key).filter(|_| key != me)?;
+                their_tag.is_none_or(|t| s.tagged(t).is_some()).then_some((their_tag, other))
+            });
+            let Some((their_tag, other_name)) = clash else { continue };
+            let whose = match their_tag {
+                Some(t) => format!("the tagged name of {other_name}'s tag `{t}`"),
+                None => format!("the function {other_name}"),
+            };
+            return Some(match my_tag {
+                Some(t) => (
+                    "spec.traffic".into(),
+                    format!("tag `{t}` would answer as `{label}`, which is {whose} in namespace {ns}"),
+                ),
+                None => ("metadata.name".into(), format!("`{label}` is {whose}")),
+            });
         }
         None
     }
