@@ -4,16 +4,21 @@
 
 use crate::revision::Revision;
 use crate::service::Service;
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 use std::sync::Arc;
 use wasmfn_api::FunctionKey;
 
-/// An immutable snapshot; requests route through the snapshot they loaded.
+/// An immutable snapshot; requests route through the snapshot they loaded. The map is persistent: the next
+/// snapshot shares all but the changed function's path with this one, so a change costs O(log n), not a copy.
 #[derive(Default, Clone)]
 pub(crate) struct Table {
-    pub(crate) functions: BTreeMap<FunctionKey, Arc<Service>>,
+    pub(crate) functions: OrdMap<FunctionKey, Arc<Service>>,
     /// Extra path prefixes, longest first.
-    routes: Vec<(String, Arc<Service>)>,
+    routes: Arc<Vec<(String, Arc<Service>)>>,
+}
+
+fn has_routes(s: Option<&Arc<Service>>) -> bool {
+    s.is_some_and(|s| !s.state.function.spec.routes.is_empty())
 }
 
 /// Where a request goes and how much of its path to strip.
@@ -25,17 +30,28 @@ pub(crate) struct Routed {
 impl Table {
     pub(crate) fn with(&self, service: Arc<Service>) -> Table {
         let mut functions = self.functions.clone();
-        functions.insert(service.state.function.key(), service);
-        Table::from_functions(functions)
+        let key = service.state.function.key();
+        // The route list holds the services that have routes: rebuilt only when one of those changes.
+        let rebuild = has_routes(Some(&service)) || has_routes(functions.get(&key));
+        functions.insert(key, service);
+        self.next(functions, rebuild)
     }
 
     pub(crate) fn without(&self, key: &FunctionKey) -> Table {
         let mut functions = self.functions.clone();
-        functions.remove(key);
-        Table::from_functions(functions)
+        let removed = functions.remove(key);
+        self.next(functions, has_routes(removed.as_ref()))
     }
 
-    pub(crate) fn from_functions(functions: BTreeMap<FunctionKey, Arc<Service>>) -> Table {
+    fn next(&self, functions: OrdMap<FunctionKey, Arc<Service>>, rebuild_routes: bool) -> Table {
+        if rebuild_routes {
+            return Table::from_functions(functions);
+        }
+        Table { functions, routes: self.routes.clone() }
+    }
+
+    pub(crate) fn from_functions(functions: impl IntoIterator<Item = (FunctionKey, Arc<Service>)>) -> Table {
+        let functions: OrdMap<FunctionKey, Arc<Service>> = functions.into_iter().collect();
         let mut routes: Vec<(String, Arc<Service>)> = functions
             .values()
             .flat_map(|s| {
@@ -48,7 +64,7 @@ impl Table {
             })
             .collect();
         routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        Table { functions, routes }
+        Table { functions, routes: Arc::new(routes) }
     }
 
     /// The function that already claims `path` as a route, other than `key`.
@@ -292,6 +308,26 @@ mod tests {
         let kept: Vec<u64> = st.revisions.iter().map(|r| r.generation).collect();
         assert_eq!(kept, [1, 4, 5, 6]);
         assert!(st.failed.is_empty());
+    }
+
+    #[test]
+    fn routes_follow_changes_of_the_functions_that_have_them() {
+        let mut routed = state("default", "a", 1);
+        routed.function.spec.routes = vec![wasmfn_api::Route { path: "/a".into() }];
+        let t = Table::default().with(service(routed.clone()));
+        // A change of another function keeps the route list as it was.
+        let t = t.with(service(state("default", "b", 1)));
+        assert_eq!(t.route(None, "/a/x", "fn.test").map(|r| r.revision.name.clone()).as_deref(), Some("a-1"));
+        assert_eq!(t.route_owner("/a", &FunctionKey::new("default", "b")), Some(FunctionKey::new("default", "a")));
+        // A new revision of the routed function is what its route reaches next.
+        let mut next = state("default", "a", 2);
+        next.function.spec.routes = routed.function.spec.routes.clone();
+        let t = t.with(service(next));
+        assert_eq!(t.route(None, "/a/x", "fn.test").map(|r| r.revision.name.clone()).as_deref(), Some("a-2"));
+        // Its route goes with it.
+        let t = t.without(&FunctionKey::new("default", "a"));
+        assert!(t.route(None, "/a/x", "fn.test").is_none());
+        assert!(t.get(&FunctionKey::new("default", "b")).is_some());
     }
 
     #[test]
