@@ -328,9 +328,9 @@ fn stop_failed(
         Ok(s) => s.to_string(),
         Err(e) => format!("wait failed: {e}"),
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    // The node is gone, so its pipes are closed and the readers end with everything it wrote.
+    for reader in readers {
+        let _ = reader.join();
     }
     let mut output = logs.lock().unwrap().clone();
     let out = stdout.lock().unwrap();

@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::revision::Revision;
 use crate::service::Service;
 use crate::state::{Outcome, Progress, State};
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -192,33 +193,24 @@ impl FunctionTable {
         Ok(())
     }
 
-    /// One function's file: where it goes and its bytes.
-    fn encode(&self, service: &Service) -> Result<(std::path::PathBuf, Vec<u8>), Error> {
+    /// One function's file: where it goes, its bytes, and the counter of bytes written, for [`write_file`].
+    fn encode(&self, service: &Service) -> Result<(std::path::PathBuf, Vec<u8>, Counter), Error> {
         let path = self.file_of(&service.state.function.key());
         let file = FunctionFile { version: VERSION, service: PersistedService::of(service) };
         let json =
             serde_json::to_vec_pretty(&file).map_err(|source| Error::TableFormat { path: path.clone(), source })?;
-        Ok((path, json))
+        Ok((path, json, self.metrics.table_bytes_written.clone()))
     }
 
     /// Writes one function's file (with an fsync). Blocking.
     fn write(&self, service: &Service) -> Result<(), Error> {
-        let (path, json) = self.encode(service)?;
-        write_atomic(&path, &json).map_err(|e| Error::io(&path, e))?;
-        self.metrics.table_bytes_written.inc_by(json.len() as u64);
-        Ok(())
+        write_file(self.encode(service)?)
     }
 
     /// Writes a changed function's file off the runtime threads.
     pub(super) async fn persist(&self, service: &Service) -> Result<(), Error> {
-        let (path, json) = self.encode(service)?;
-        let written = self.metrics.table_bytes_written.clone();
-        let write = move || {
-            write_atomic(&path, &json).map_err(|e| Error::io(&path, e))?;
-            written.inc_by(json.len() as u64);
-            Ok(())
-        };
-        tokio::task::spawn_blocking(write).await.map_err(Error::task("persist"))?
+        let file = self.encode(service)?;
+        tokio::task::spawn_blocking(move || write_file(file)).await.map_err(Error::task("persist"))?
     }
 
     /// Deletes a removed function's file off the runtime threads; the deletion is durable when this returns.
@@ -234,6 +226,13 @@ impl FunctionTable {
         };
         tokio::task::spawn_blocking(delete).await.map_err(Error::task("persist"))?
     }
+}
+
+/// Writes an encoded function file atomically and counts its bytes. Blocking.
+fn write_file((path, json, written): (std::path::PathBuf, Vec<u8>, Counter)) -> Result<(), Error> {
+    write_atomic(&path, &json).map_err(|e| Error::io(&path, e))?;
+    written.inc_by(json.len() as u64);
+    Ok(())
 }
 
 #[cfg(test)]
