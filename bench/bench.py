@@ -60,8 +60,18 @@ class Wasmfn:
         cfg = os.path.join(self.dir, "node.toml")
         with open(cfg, "w") as f:
             f.write(f'data-dir = "{self.dir}/data"\nlisten = "{LOOPBACK}:0"\nadmin-listen = "{LOOPBACK}:0"\n{config}\n')
+        self.binary, self.cfg = binary, cfg
+        self._spawn()
+
+    def restart(self):
+        """Stops the node and starts it again on the same data dir."""
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self._spawn()
+
+    def _spawn(self):
         self.proc = subprocess.Popen(
-            [binary, "serve", "--config", cfg],
+            [self.binary, "serve", "--config", self.cfg],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -108,10 +118,10 @@ class Wasmfn:
 
 
 class WasmtimeServe:
-    def __init__(self, binary, component):
+    def __init__(self, binary, component, extra=()):
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [binary, "serve", "-S", "cli=y", "--addr", f"{LOOPBACK}:{self.port}", component],
+            [binary, "serve", "-S", "cli=y", "--addr", f"{LOOPBACK}:{self.port}", *extra, component],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=SERVER_ENV,
@@ -362,7 +372,21 @@ def deploys(args, results):
             "table_bytes_written_per_deploy": written / n if written else None,
             "rss_mib": wf.rss_kib() / 1024,
         }
+        # One request to each function (its code loaded, an instance run), then a restart on the same data.
+        for i in range(n):
+            assert http("GET", wf.url(f"f{i:05d}"))[0] == 200
+        r["rss_after_one_request_each_mib"] = wf.rss_kib() / 1024
+        t = time.perf_counter()
+        wf.restart()
+        listed = json.loads(http("GET", f"http://{wf.admin}/v1/functions")[1])["functions"]
+        r["restart_to_ready_seconds"] = time.perf_counter() - t
+        assert len(listed) == n, len(listed)
+        assert http("GET", wf.url(f"f{n - 1:05d}"))[0] == 200
+        r["rss_after_restart_mib"] = wf.rss_kib() / 1024
         results["deploys"] = r
+        print(f"deploys: RSS {r['rss_after_one_request_each_mib']:.1f} MiB after one request to each; restart to "
+              f"ready (listening, {n} functions listed) {r['restart_to_ready_seconds']:.2f} s, RSS then "
+              f"{r['rss_after_restart_mib']:.1f} MiB", flush=True)
         per = f"{r['table_bytes_written_per_deploy']:.0f} B" if written else "n/a (no metric)"
         print(f"deploys: {n} functions in {total:.1f} s; median deploy {r['first_100_median_ms']:.2f} ms (first 100) "
               f"-> {r['last_100_median_ms']:.2f} ms (last 100); table written per deploy {per}; "
@@ -487,6 +511,7 @@ def main():
     p.add_argument("--wasmtime", required=True)
     p.add_argument("--component", required=True)
     p.add_argument("--js-component")
+    p.add_argument("--py-component")
     p.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64, 256])
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--rounds", type=int, default=3)
@@ -496,7 +521,9 @@ def main():
     p.add_argument("--quick", action="store_true", help="short runs for a smoke test")
     p.add_argument("--shim", help="containerd-shim-wasmfn-v1 (the shim part needs root and containerd)")
     p.add_argument("--shim-samples", type=int, default=15)
-    p.add_argument("--only", choices=["throughput", "cold", "density", "deploys", "revisions", "events", "shim"])
+    p.add_argument(
+        "--only", choices=["throughput", "cold", "density", "deploys", "revisions", "events", "reuse", "shim"]
+    )
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
     args = p.parse_args()
     if args.quick:
@@ -518,6 +545,10 @@ def main():
         revisions(args, results)
     if args.only in (None, "events"):
         events(args, results)
+    if args.only in (None, "reuse") and (args.js_component or args.py_component):
+        import reuse as reuse_bench  # bench/reuse.py
+
+        reuse_bench.reuse(args, results, sys.modules[__name__])
     if args.only in (None, "shim") and args.shim:
         import shim as shim_bench  # bench/shim.py
 

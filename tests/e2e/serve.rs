@@ -78,6 +78,35 @@ async fn components_from_rust_and_componentize_js_both_serve() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_second_javascript_function_compiles_from_the_first_ones_cached_code() {
+    let first = js_guest();
+    // Another handler: another component, with the same engine inside.
+    let dir = tempfile::tempdir().unwrap();
+    let handler = dir.path().join("handler.js");
+    std::fs::write(&handler, "addEventListener('fetch', (e) => e.respondWith(new Response('second\\n')));\n").unwrap();
+    let second = wasmfn_tests::guests::build_js(&handler);
+    assert_ne!(std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap());
+    let (_dir, node) = start("");
+    let counts = || async {
+        let m = node.metrics().await;
+        let read = |name: &str| wasmfn_tests::node::metric_value(&m, name, &[]).unwrap_or(0.0);
+        (read("wasmfn_compile_cache_hits_total"), read("wasmfn_compile_cache_misses_total"))
+    };
+    node.deploy_ok(&manifest("first", &first, "")).await;
+    let (hits, misses) = counts().await;
+    assert!(misses > 1000.0, "the first JavaScript component compiles its engine: {misses} functions");
+    node.deploy_ok(&manifest("second", &second, "")).await;
+    let (hits2, misses2) = counts().await;
+    let (new_hits, new_misses) = (hits2 - hits, misses2 - misses);
+    assert!(
+        new_hits >= 0.9 * (new_hits + new_misses),
+        "the second takes the engine's functions from the cache: {new_hits} hits, {new_misses} compiled"
+    );
+    assert_eq!(node.get(&node.url("default", "second", "/")).await.2, "second\n");
+    assert_eq!(node.get(&node.url("default", "first", "/")).await.2, "hello from js\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn components_from_componentize_py_serve() {
     let py = py_guest();
     let (_dir, node) = start("");

@@ -303,6 +303,14 @@ impl NodeProc {
         child
     }
 
+    /// The node's resident set size, from `/proc/PID/status`.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("node running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next());
+        kib.and_then(|v| v.parse::<u64>().ok()).expect("VmRSS in /proc/PID/status") * 1024
+    }
+
     /// Kills the process at once (a crash).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

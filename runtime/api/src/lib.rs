@@ -22,6 +22,7 @@ mod events;
 mod key;
 mod quantity;
 mod resource;
+mod scaling;
 mod source;
 mod spec;
 mod traffic;
@@ -32,6 +33,7 @@ pub use events::{
 pub use key::{FunctionKey, revision_name};
 pub use quantity::Quantity;
 pub use resource::{Condition, NodeStatus, condition, crd, structural_problems};
+pub use scaling::{MAX_IDLE, MAX_IDLE_TIMEOUT, Reuse, Scaling};
 pub use source::{GitSource, INLINE_DIR, InlineSource, S3Source, SecretRef, Source};
 pub use spec::*;
 pub use traffic::{MAX_ROLLOUT, Rollout, TrafficTarget};

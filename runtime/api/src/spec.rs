@@ -3,7 +3,7 @@
 use crate::DURATION_PATTERN;
 use crate::traffic::is_dns_label;
 use crate::{
-    API_VERSION, Condition, KIND, ManifestError, NodeStatus, Quantity, Rollout, Source, TrafficTarget, Trigger,
+    API_VERSION, Condition, KIND, ManifestError, NodeStatus, Quantity, Rollout, Scaling, Source, TrafficTarget, Trigger,
 };
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -151,42 +151,6 @@ pub struct EnvVar {
     /// Variable value.
     #[serde(default)]
     pub value: String,
-}
-
-/// How many requests a function serves at once on one node, and how many may wait.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Scaling {
-    /// Hard limit of concurrent requests (instances) per node; 0 means only the node's capacity limits it
-    /// (Knative's `containerConcurrency: 0`).
-    #[serde(default)]
-    pub max_concurrency: u32,
-    /// Requests that may wait for a free slot; more get 503.
-    #[serde(default = "Scaling::default_max_queue")]
-    pub max_queue: u32,
-    /// How long a request may wait for a slot before it gets 503.
-    #[schemars(with = "String", regex(pattern = DURATION_PATTERN))]
-    #[serde(default = "Scaling::default_queue_timeout", with = "humantime_serde")]
-    pub queue_timeout: Duration,
-}
-
-impl Scaling {
-    fn default_max_queue() -> u32 {
-        100
-    }
-    fn default_queue_timeout() -> Duration {
-        Duration::from_secs(10)
-    }
-}
-
-impl Default for Scaling {
-    fn default() -> Self {
-        Scaling {
-            max_concurrency: 0,
-            max_queue: Self::default_max_queue(),
-            queue_timeout: Self::default_queue_timeout(),
-        }
-    }
 }
 
 /// Limits applied to every request.
@@ -374,13 +338,7 @@ impl Function {
                 ));
             }
         }
-        let s = &self.spec.scaling;
-        if s.max_queue > 0 && s.queue_timeout.is_zero() {
-            return Err(ManifestError::invalid("spec.scaling.queueTimeout", "must be above zero when maxQueue > 0"));
-        }
-        if s.queue_timeout > MAX_QUEUE_TIMEOUT {
-            return Err(ManifestError::invalid("spec.scaling.queueTimeout", "must be at most 1h"));
-        }
+        self.spec.scaling.validate(&self.spec.limits)?;
         let l = &self.spec.limits;
         if l.timeout.is_zero() || l.timeout > MAX_TIMEOUT {
             return Err(ManifestError::invalid("spec.limits.timeout", "must be above zero and at most 24h"));

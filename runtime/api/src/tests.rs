@@ -317,3 +317,27 @@ fn cluster_objects_convert_to_strict_functions_and_back() {
         vec![Condition::new(condition::BUILD_SUCCEEDED, "Unknown", "Building", "")];
     assert_eq!(building.serving_image(), None);
 }
+
+#[test]
+fn instance_reuse_is_opt_in_and_bounded() {
+    let f = Function::from_yaml(&with_spec("  component: a.wasm\n  scaling: {reuse: {}}\n")).unwrap();
+    let reuse = f.spec.scaling.reuse.expect("reuse set");
+    assert_eq!((reuse.max_requests, reuse.idle_timeout.as_secs(), reuse.max_idle), (1000, 60, 16));
+    assert_eq!(reuse.max_memory, None);
+    let ok = "  component: a.wasm\n  limits: {memory: 64Mi}\n  scaling:\n    reuse: {maxRequests: 5, idleTimeout: 2s, maxMemory: 32Mi, maxIdle: 4}\n";
+    let f = Function::from_yaml(&with_spec(ok)).unwrap();
+    assert_eq!(f.spec.scaling.reuse.as_ref().and_then(|r| r.max_memory).map(Quantity::bytes), Some(32 << 20));
+    for (reuse, field, why) in [
+        ("{maxRequests: 0}", "spec.scaling.reuse.maxRequests", "at least 1"),
+        ("{idleTimeout: 0s}", "spec.scaling.reuse.idleTimeout", "above zero"),
+        ("{idleTimeout: 2h}", "spec.scaling.reuse.idleTimeout", "at most 1h"),
+        ("{maxIdle: 0}", "spec.scaling.reuse.maxIdle", "between 1 and"),
+        ("{maxMemory: 256Mi}", "spec.scaling.reuse.maxMemory", "at most `limits.memory` (128Mi)"),
+        ("{maxRequest: 3}", "spec.scaling.reuse", "maxRequest"),
+    ] {
+        let err = Function::from_yaml(&with_spec(&format!("  component: a.wasm\n  scaling: {{reuse: {reuse}}}\n")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field) && err.contains(why), "{reuse}: {err}");
+    }
+}

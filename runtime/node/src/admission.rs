@@ -188,7 +188,7 @@ mod tests {
     use super::*;
 
     fn scaling(max_concurrency: u32, max_queue: u32, queue_timeout: Duration) -> Scaling {
-        Scaling { max_concurrency, max_queue, queue_timeout }
+        Scaling { max_concurrency, max_queue, queue_timeout, reuse: None }
     }
 
     #[tokio::test]

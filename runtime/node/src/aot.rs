@@ -43,8 +43,8 @@ pub struct Precompiler {
 impl Precompiler {
     /// An engine configured exactly as a node with this pool config builds its own.
     pub fn new(pool: &crate::config::PoolConfig) -> Result<Precompiler, Error> {
-        let (engine, _) =
-            crate::engine::build(pool).map_err(|e| Error::Engine { what: "building the engine", source: cause(e) })?;
+        let (engine, _) = crate::engine::build(pool, None)
+            .map_err(|e| Error::Engine { what: "building the engine", source: cause(e) })?;
         Ok(Precompiler { engine })
     }
 

@@ -47,6 +47,9 @@ pub struct NodeConfig {
     pub gc_grace: Duration,
     /// Revisions kept per function besides those the traffic, a rollout or the ready revision need.
     pub revision_history: usize,
+    /// Keep Cranelift's compiled functions on disk (beside the AOT cache) and reuse them in later compiles:
+    /// functions from one template share most of their code.
+    pub compile_cache: bool,
 }
 
 /// How the node reaches OCI registries.
@@ -69,6 +72,10 @@ pub struct PoolConfig {
     pub max_memory: Quantity,
     /// `false` skips the pooling allocator and allocates every instance on demand.
     pub enabled: bool,
+    /// Instances of functions with `scaling.reuse` that may wait for their next request, over all functions.
+    /// They get pool slots of their own, beside `instances`; past this many, an instance is dropped after its
+    /// request.
+    pub idle_instances: u32,
 }
 
 /// Rate limit of guest output, per function, so a noisy guest cannot fill the disk.
@@ -101,13 +108,14 @@ impl Default for NodeConfig {
             registry: RegistryConfig::default(),
             gc_grace: Duration::from_secs(3600),
             revision_history: 10,
+            compile_cache: true,
         }
     }
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig { instances: 1000, max_memory: Quantity::from_bytes(512 << 20), enabled: true }
+        PoolConfig { instances: 1000, max_memory: Quantity::from_bytes(512 << 20), enabled: true, idle_instances: 256 }
     }
 }
 

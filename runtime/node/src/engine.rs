@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::Linker;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{CacheStore, Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances: a guest spinning in wasm code is stopped at most this long after its
 /// deadline (the client gets its 504 at the deadline itself). Fewer wake-ups keep latency tails short.
@@ -31,15 +31,19 @@ impl AllocatorKind {
     }
 }
 
-fn base_config() -> Config {
+fn base_config(cache: Option<&Arc<dyn CacheStore>>) -> wasmtime::Result<Config> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
-    config
+    if let Some(cache) = cache {
+        config.enable_incremental_compilation(cache.clone())?;
+    }
+    Ok(config)
 }
 
 fn pooling(pool: &PoolConfig) -> PoolingAllocationConfig {
-    let n = pool.instances;
+    // Idle reusable instances hold slots of their own, so requests always find the `instances` they were admitted to.
+    let n = pool.instances.saturating_add(pool.idle_instances);
     let mut p = PoolingAllocationConfig::default();
     // Components from componentize-js/-py hold several core instances, memories and large tables each.
     p.total_component_instances(n)
@@ -59,10 +63,14 @@ fn pooling(pool: &PoolConfig) -> PoolingAllocationConfig {
     p
 }
 
-/// Builds the engine: pooling when enabled and the address space allows it, on-demand otherwise.
-pub(crate) fn build(pool: &PoolConfig) -> wasmtime::Result<(Engine, AllocatorKind)> {
+/// Builds the engine: pooling when enabled and the address space allows it, on-demand otherwise. With a
+/// `cache`, Cranelift reuses the functions it compiled before (`code/fncache.rs`).
+pub(crate) fn build(
+    pool: &PoolConfig,
+    cache: Option<Arc<dyn CacheStore>>,
+) -> wasmtime::Result<(Engine, AllocatorKind)> {
     if pool.enabled {
-        let mut config = base_config();
+        let mut config = base_config(cache.as_ref())?;
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(pool)));
         match Engine::new(&config) {
             Ok(engine) => return Ok((engine, AllocatorKind::Pooling)),
@@ -73,7 +81,7 @@ pub(crate) fn build(pool: &PoolConfig) -> wasmtime::Result<(Engine, AllocatorKin
             ),
         }
     }
-    Ok((Engine::new(&base_config())?, AllocatorKind::OnDemand))
+    Ok((Engine::new(&base_config(cache.as_ref())?)?, AllocatorKind::OnDemand))
 }
 
 /// The host interfaces every function may import: wasi 0.2 cli, clocks, random, io, filesystem (no

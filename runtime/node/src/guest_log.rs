@@ -53,43 +53,60 @@ impl GuestLog {
         tracing::info!(target: "wasmfn::guest", function = %self.function, request_id, stream, "{text}");
     }
 
-    /// The stdout or stderr of one request.
+    /// The stdout or stderr of one instance, tagged with its current request's id.
     pub(crate) fn stream(self: &Arc<Self>, request_id: Arc<str>, stream: &'static str) -> GuestOutput {
-        GuestOutput(Arc::new(LineBuffer { log: self.clone(), request_id, stream, buf: Mutex::new(Vec::new()) }))
+        let buf = Mutex::new(Lines { request_id, pending: Vec::new() });
+        GuestOutput(Arc::new(LineBuffer { log: self.clone(), stream, buf }))
     }
 }
 
-/// Splits one request's output stream into lines; the last partial line is emitted when the request ends.
+/// Splits one instance's output stream into lines; the last partial line is emitted when its request ends.
 struct LineBuffer {
     log: Arc<GuestLog>,
-    request_id: Arc<str>,
     stream: &'static str,
-    buf: Mutex<Vec<u8>>,
+    buf: Mutex<Lines>,
+}
+
+struct Lines {
+    request_id: Arc<str>,
+    pending: Vec<u8>,
 }
 
 impl LineBuffer {
     fn write(&self, bytes: &[u8]) {
-        let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        let Lines { request_id, pending: buf } = &mut *lines;
         buf.extend_from_slice(bytes);
         let mut start = 0;
         while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-            self.log.emit(&self.request_id, self.stream, &buf[start..start + pos]);
+            self.log.emit(request_id, self.stream, &buf[start..start + pos]);
             start += pos + 1;
         }
         buf.drain(..start);
         // A line that never ends is cut rather than buffered without bound.
         if buf.len() > self.log.config.max_line_bytes {
-            self.log.emit(&self.request_id, self.stream, &buf);
+            self.log.emit(request_id, self.stream, buf);
             buf.clear();
         }
+    }
+
+    /// Emits the partial line of the request that ended and tags what follows with `request_id` (a reused
+    /// instance's next request).
+    fn restart(&self, request_id: Arc<str>) {
+        let mut lines = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        if !lines.pending.is_empty() {
+            self.log.emit(&lines.request_id, self.stream, &lines.pending);
+            lines.pending.clear();
+        }
+        lines.request_id = request_id;
     }
 }
 
 impl Drop for LineBuffer {
     fn drop(&mut self) {
-        let buf = self.buf.get_mut().unwrap_or_else(|e| e.into_inner());
-        if !buf.is_empty() {
-            self.log.emit(&self.request_id, self.stream, buf);
+        let lines = self.buf.get_mut().unwrap_or_else(|e| e.into_inner());
+        if !lines.pending.is_empty() {
+            self.log.emit(&lines.request_id, self.stream, &lines.pending);
         }
     }
 }
@@ -97,6 +114,13 @@ impl Drop for LineBuffer {
 /// A guest's stdout or stderr, handed to `WasiCtxBuilder`.
 #[derive(Clone)]
 pub(crate) struct GuestOutput(Arc<LineBuffer>);
+
+impl GuestOutput {
+    /// Ends the current request's output and tags what follows with the next request's id.
+    pub(crate) fn restart(&self, request_id: Arc<str>) {
+        self.0.restart(request_id);
+    }
+}
 
 impl IsTerminal for GuestOutput {
     fn is_terminal(&self) -> bool {

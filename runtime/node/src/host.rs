@@ -1,5 +1,6 @@
 //! The data of every request's `Store`: WASI and `wasi:http` contexts, the memory cap and the egress policy.
 
+use crate::guest_log::GuestOutput;
 use http_body_util::BodyExt;
 use std::future::Future;
 use std::net::IpAddr;
@@ -15,6 +16,8 @@ pub(crate) struct Host {
     pub(crate) table: ResourceTable,
     pub(crate) memory: MemoryCap,
     pub(crate) egress: Egress,
+    /// The guest's stdout and stderr, retagged for each request a reused instance serves.
+    pub(crate) output: [GuestOutput; 2],
 }
 
 impl WasiView for Host {
@@ -87,16 +90,26 @@ pub struct MemoryLimitExceeded {
     pub limit: usize,
 }
 
-/// Caps one instance's linear memory; tables get a generous fixed cap.
+/// Caps one instance's linear memory and counts what its memories have grown to; tables get a generous
+/// fixed cap.
 pub(crate) struct MemoryCap {
     pub(crate) limit: usize,
+    /// Bytes of linear memory over all the instance's memories (a reused instance's ceiling is checked on it).
+    pub(crate) used: usize,
+}
+
+impl MemoryCap {
+    pub(crate) fn new(limit: usize) -> Self {
+        MemoryCap { limit, used: 0 }
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             return Err(MemoryLimitExceeded { limit: self.limit }.into());
         }
+        self.used = self.used.saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 

@@ -29,6 +29,7 @@ mod executor;
 mod guest_log;
 mod host;
 mod ingress;
+mod instances;
 mod metrics;
 mod node;
 mod revision;

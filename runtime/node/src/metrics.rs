@@ -16,6 +16,14 @@ pub(crate) struct FnLabels {
 }
 
 /// Labels of the request counter.
+/// A function's series with why an instance kept for reuse was discarded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DiscardLabels {
+    pub namespace: String,
+    pub function: String,
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StatusLabels {
     pub namespace: String,
@@ -73,6 +81,9 @@ pub(crate) struct Metrics {
     pub instantiation: Family<FnLabels, Histogram, fn() -> Histogram>,
     pub cold_starts: Family<FnLabels, Counter>,
     pub evictions: Family<FnLabels, Counter>,
+    pub instances_reused: Family<FnLabels, Counter>,
+    pub instances_discarded: Family<DiscardLabels, Counter>,
+    pub idle_instances: Gauge,
     pub queued: Family<FnLabels, Gauge>,
     pub in_flight: Family<FnLabels, Gauge>,
     pub guest_log_dropped: Family<FnLabels, Counter>,
@@ -89,6 +100,9 @@ pub(crate) struct Metrics {
     pub aot_hits: Counter,
     pub aot_misses: Counter,
     pub aot_corrupt: Counter,
+    pub fn_cache_hits: Counter,
+    pub fn_cache_misses: Counter,
+    pub fn_cache_corrupt: Counter,
     pub image_layer_fetches: Counter,
     pub blobs_collected: Counter,
     pub table_bytes_written: Counter,
@@ -107,6 +121,9 @@ impl Metrics {
             instantiation: Family::new_with_constructor(instantiation_histogram),
             cold_starts: Family::default(),
             evictions: Family::default(),
+            instances_reused: Family::default(),
+            instances_discarded: Family::default(),
+            idle_instances: Gauge::default(),
             queued: Family::default(),
             in_flight: Family::default(),
             guest_log_dropped: Family::default(),
@@ -123,6 +140,9 @@ impl Metrics {
             aot_hits: Counter::default(),
             aot_misses: Counter::default(),
             aot_corrupt: Counter::default(),
+            fn_cache_hits: Counter::default(),
+            fn_cache_misses: Counter::default(),
+            fn_cache_corrupt: Counter::default(),
             image_layer_fetches: Counter::default(),
             blobs_collected: Counter::default(),
             table_bytes_written: Counter::default(),
@@ -139,6 +159,17 @@ impl Metrics {
         );
         r.register("cold_starts", "Requests that had to load compiled code into memory first", m.cold_starts.clone());
         r.register("evictions", "Times a function's compiled code left memory after its idle TTL", m.evictions.clone());
+        r.register(
+            "instances_reused",
+            "Requests served by an instance kept from an earlier request (spec.scaling.reuse)",
+            m.instances_reused.clone(),
+        );
+        r.register(
+            "instances_discarded",
+            "Reusable instances discarded, by reason (trap, timeout, memory, max-requests, idle, full, evicted)",
+            m.instances_discarded.clone(),
+        );
+        r.register("idle_instances", "Instances waiting for their next request on this node", m.idle_instances.clone());
         r.register("queue_depth", "Requests waiting for a free instance slot", m.queued.clone());
         r.register("in_flight", "Requests running in an instance", m.in_flight.clone());
         r.register(
@@ -178,6 +209,21 @@ impl Metrics {
             "aot_cache_corrupt",
             "AOT cache entries found corrupt or stale and recompiled",
             m.aot_corrupt.clone(),
+        );
+        r.register(
+            "compile_cache_hits",
+            "Functions Cranelift took from the compilation cache instead of compiling them",
+            m.fn_cache_hits.clone(),
+        );
+        r.register(
+            "compile_cache_misses",
+            "Functions Cranelift compiled (not in the cache)",
+            m.fn_cache_misses.clone(),
+        );
+        r.register(
+            "compile_cache_corrupt",
+            "Compilation cache entries found corrupt, removed and compiled again",
+            m.fn_cache_corrupt.clone(),
         );
         r.register(
             "image_layer_fetches",

@@ -17,6 +17,7 @@ use crate::engine::AllocatorKind;
 use crate::error::Error;
 use crate::events::EventBus;
 use crate::executor::{Executor, NodePolicy};
+use crate::instances::IdleBudget;
 use crate::metrics::Metrics;
 use crate::table::{Alarm, FunctionTable, Table};
 use crate::views::{self, FunctionInfo, Urls};
@@ -59,7 +60,9 @@ impl Node {
         let alarm = Arc::new(Alarm::default());
         let table = Arc::new(FunctionTable::new(&config, metrics.clone(), alarm.clone()));
         let policy = NodePolicy { allow_loopback_egress: config.allow_loopback_egress };
-        let executor = Arc::new(Executor::new(code.clone(), Admission::new(config.pool.instances), policy, alarm));
+        let idle = IdleBudget::new(config.pool.idle_instances, metrics.idle_instances.clone());
+        let admission = Admission::new(config.pool.instances);
+        let executor = Arc::new(Executor::new(code.clone(), admission, policy, alarm, idle));
         let events =
             Arc::new(EventBus::new(table.clone(), executor.clone(), metrics.clone(), policy.allow_loopback_egress));
         table.restore(&|d| code.has_blob(d))?;
@@ -167,9 +170,15 @@ impl Node {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let evicted: Vec<_> = (self.inner.table.load().functions.values())
-                .flat_map(|s| s.state.revisions.iter().filter_map(|r| r.evict_if_idle(ttl)).collect::<Vec<_>>())
-                .collect();
+            let mut evicted = Vec::new();
+            for service in self.inner.table.load().functions.values() {
+                for revision in &service.state.revisions {
+                    let (code, instances) = revision.evict_if_idle(ttl);
+                    if code.is_some() || !instances.is_empty() {
+                        evicted.push((code, instances));
+                    }
+                }
+            }
             if !evicted.is_empty() {
                 // Unmapping code and purging pool slots is blocking work.
                 let _ = tokio::task::spawn_blocking(move || drop(evicted)).await;

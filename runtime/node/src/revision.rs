@@ -5,6 +5,7 @@ use crate::admission::{FunctionGate, RevisionGate};
 use crate::blobs::Digest;
 use crate::code::Loaded;
 use crate::counters::RevisionCounters;
+use crate::instances::{Discarded, InstancePool};
 use crate::stats::FunctionStats;
 use arc_swap::ArcSwapOption;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +75,8 @@ pub(crate) struct Revision {
     pub(crate) gate: Arc<RevisionGate>,
     /// What this revision answered (the function's `stats` count over all its revisions).
     pub(crate) counters: RevisionCounters,
+    /// Its idle instances, when `spec.scaling.reuse` is set.
+    pub(crate) instances: Option<InstancePool>,
     code: ArcSwapOption<Loaded>,
     load_lock: tokio::sync::Mutex<()>,
     /// [`now_ms`] of the last request.
@@ -97,6 +100,8 @@ impl Revision {
             stats: common.stats.clone(),
             gate: Arc::new(RevisionGate::new(common.gate.clone(), &function.spec.scaling)),
             counters: Default::default(),
+            instances: (function.spec.scaling.reuse.clone())
+                .map(|r| InstancePool::new(r, function.spec.limits.memory.bytes() as usize)),
             code: ArcSwapOption::empty(),
             load_lock: tokio::sync::Mutex::new(()),
             last_used: AtomicU64::new(now_ms()),
@@ -138,16 +143,33 @@ impl Revision {
         self.last_used.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// Takes the compiled code out if unused for `ttl`; the caller drops it (unmapping code and purging pool
-    /// slots is blocking work). In-flight requests keep their own reference.
-    pub(crate) fn evict_if_idle(&self, ttl: Duration) -> Option<Arc<Loaded>> {
+    /// Takes the compiled code and idle instances out if unused for `ttl`, and idle instances past their
+    /// idle timeout; the caller drops them (unmapping code and purging pool slots is blocking work).
+    /// In-flight requests keep their own reference.
+    pub(crate) fn evict_if_idle(&self, ttl: Duration) -> (Option<Arc<Loaded>>, Discarded) {
+        let mut discarded = self.discard_idle_instances("idle", InstancePool::expire);
         if self.idle_for(ttl) && self.code.load().is_some() {
+            discarded.extend(self.discard_idle_instances("evicted", InstancePool::clear));
             let code = self.code.swap(None);
             self.stats.evictions.inc();
             tracing::debug!(revision = %self.name, "evicted compiled code (scale to zero)");
-            return code;
+            return (code, discarded);
         }
-        None
+        (None, discarded)
+    }
+
+    /// Takes instances out of the idle list with `take` and counts them as discarded for `reason`.
+    pub(crate) fn discard_idle_instances(
+        &self,
+        reason: &'static str,
+        take: fn(&InstancePool) -> Discarded,
+    ) -> Discarded {
+        let Some(pool) = &self.instances else { return Vec::new() };
+        let discarded = take(pool);
+        for _ in &discarded {
+            self.stats.discarded(reason);
+        }
+        discarded
     }
 
     /// Whether no request ran on this revision for `ttl` and none runs now. Only its own requests count: a

@@ -3,7 +3,7 @@
 //! decide anything (admission and eviction own their own counts).
 
 use crate::guest_log::GuestLog;
-use crate::metrics::{FnLabels, Metrics, StatusLabels};
+use crate::metrics::{DiscardLabels, FnLabels, Metrics, StatusLabels};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ pub(crate) struct FunctionStats {
     pub(crate) latency: Histogram,
     pub(crate) instantiation: Histogram,
     pub(crate) evictions: Counter,
+    pub(crate) reused: Counter,
     last_error: Mutex<Option<String>>,
     pub(crate) log: Arc<GuestLog>,
 }
@@ -35,6 +36,7 @@ impl FunctionStats {
             latency: metrics.latency.get_or_create(&labels).clone(),
             instantiation: metrics.instantiation.get_or_create(&labels).clone(),
             evictions: metrics.evictions.get_or_create(&labels).clone(),
+            reused: metrics.instances_reused.get_or_create(&labels).clone(),
             last_error: Mutex::new(None),
             log: Arc::new(GuestLog::new(key.to_string(), log.clone(), dropped)),
             codes: RwLock::default(),
@@ -73,6 +75,13 @@ impl FunctionStats {
         }
     }
 
+    /// Counts a reusable instance discarded for `reason` (rare: looked up each time).
+    pub(crate) fn discarded(&self, reason: &'static str) {
+        let labels =
+            DiscardLabels { namespace: self.labels.namespace.clone(), function: self.labels.function.clone(), reason };
+        self.metrics.instances_discarded.get_or_create(&labels).inc();
+    }
+
     /// Total requests answered, over all status codes.
     pub(crate) fn total(&self) -> u64 {
         self.codes.read().unwrap_or_else(|e| e.into_inner()).values().map(|c| c.get()).sum()
@@ -102,6 +111,14 @@ impl FunctionStats {
         m.latency.remove(&self.labels);
         m.instantiation.remove(&self.labels);
         m.evictions.remove(&self.labels);
+        m.instances_reused.remove(&self.labels);
+        for reason in crate::instances::DISCARD_REASONS {
+            m.instances_discarded.remove(&DiscardLabels {
+                namespace: self.labels.namespace.clone(),
+                function: self.labels.function.clone(),
+                reason,
+            });
+        }
         m.guest_log_dropped.remove(&self.labels);
     }
 }

@@ -3,6 +3,7 @@
 //! by every revision with the same digest), the one-load-per-digest gates, and the registry client (`pull.rs`).
 //! Unreferenced blobs are collected here too (`gc.rs`).
 
+mod fncache;
 mod gc;
 mod pull;
 
@@ -64,8 +65,20 @@ pub(crate) struct CodeStore {
 impl CodeStore {
     /// Builds the engine (pooling when the address space allows), the linker and the stores of `config`.
     pub(crate) fn new(config: &NodeConfig, metrics: Metrics) -> Result<CodeStore, Error> {
-        let (engine, allocator) =
-            engine::build(&config.pool).map_err(|e| Error::Engine { what: "building the engine", source: cause(e) })?;
+        let aot_root = config.aot_dir.clone().unwrap_or_else(|| config.data_dir.join("aot"));
+        let cache = config.compile_cache.then(|| {
+            let m = &metrics;
+            let dir = aot_root.join("functions");
+            let cache = fncache::FunctionCache::new(
+                dir,
+                m.fn_cache_hits.clone(),
+                m.fn_cache_misses.clone(),
+                m.fn_cache_corrupt.clone(),
+            );
+            Arc::new(cache) as Arc<dyn wasmtime::CacheStore>
+        });
+        let (engine, allocator) = engine::build(&config.pool, cache)
+            .map_err(|e| Error::Engine { what: "building the engine", source: cause(e) })?;
         tracing::info!(allocator = allocator.as_str(), instances = config.pool.instances, "engine ready");
         let linker =
             engine::linker(&engine).map_err(|e| Error::Engine { what: "linking the host", source: cause(e) })?;
@@ -73,11 +86,7 @@ impl CodeStore {
         let ticker = EpochTicker::start(engine.clone())
             .map_err(|e| Error::Engine { what: "starting the epoch thread", source: e.into() })?;
         Ok(CodeStore {
-            aot: AotCache::new(
-                config.aot_dir.as_deref().unwrap_or(&config.data_dir.join("aot")),
-                &engine,
-                metrics.clone(),
-            ),
+            aot: AotCache::new(&aot_root, &engine, metrics.clone()),
             blobs: Blobs::new(&config.data_dir),
             compiled: Mutex::default(),
             loading: Mutex::default(),

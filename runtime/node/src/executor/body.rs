@@ -5,7 +5,7 @@
 use crate::revision::Revision;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use std::sync::{Arc, OnceLock};
 
@@ -135,5 +135,40 @@ pub(super) fn wasi_body_error(e: BoxError) -> wasmtime_wasi_http::Error {
     match e.downcast::<hyper::Error>() {
         Ok(h) => wasmtime_wasi_http::Error::Hyper(*h),
         Err(other) => wasmtime_wasi_http::Error::InternalError(Some(other.to_string())),
+    }
+}
+
+/// The body the guest reads: streamed under `maxRequestBody`, or read whole before admission.
+pub(super) type GuestRequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// The body under the revision's `maxRequestBody`, or the response that refuses it. A body with a length is
+/// streamed (hyper enforces the length; `Limited` is a second guard). One without is read whole first, before
+/// a slot is taken, so an oversized body never reaches the guest and a client that stalls mid-body holds no
+/// slot; the read is bounded by the request's deadline.
+pub(super) async fn bounded_body(
+    headers: &http::HeaderMap,
+    body: RequestBody,
+    revision: &Revision,
+    deadline: tokio::time::Instant,
+) -> Result<GuestRequestBody, Response<ResponseBody>> {
+    let max_body = revision.function.spec.limits.max_request_body.bytes();
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(too_large(max_body));
+    }
+    if declared.is_some() {
+        return Ok(Limited::new(body, max_body as usize).map_err(wasi_body_error).boxed_unsync());
+    }
+    match tokio::time::timeout_at(deadline, Limited::new(body, max_body as usize).collect()).await {
+        Ok(Ok(collected)) => Ok(Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed_unsync()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(max_body)),
+        Ok(Err(e)) => {
+            let msg = format!("cannot read request body: {e}");
+            Err(unread_body(json_error(StatusCode::BAD_REQUEST, &msg, serde_json::json!({}))))
+        }
+        Err(_) => {
+            let msg = "the request body did not arrive in time";
+            Err(unread_body(json_error(StatusCode::REQUEST_TIMEOUT, msg, serde_json::json!({}))))
+        }
     }
 }

@@ -16,18 +16,20 @@ pub(crate) use store::NodePolicy;
 use crate::admission::{Admission, Admitted};
 use crate::code::{CodeStore, Loaded};
 use crate::host::MemoryLimitExceeded;
+use crate::instances::{IdleBudget, Warm};
 use crate::revision::Revision;
 use crate::table::Alarm;
-use body::{GuestBody, too_large, unread_body, wasi_body_error};
-use bytes::Bytes;
+use body::{GuestBody, GuestRequestBody, bounded_body};
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::Trap;
+use wasmtime::component::Resource;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::types::HostResponseOutparam;
 
 const REVISION_HEADER: &str = "x-wasmfn-revision";
 
@@ -37,14 +39,19 @@ pub(crate) struct Executor {
     admission: Admission,
     policy: NodePolicy,
     alarm: Arc<Alarm>,
+    /// The node-wide cap on idle reusable instances.
+    idle: Arc<IdleBudget>,
 }
 
-/// The body the guest reads: streamed under `maxRequestBody`, or read whole before admission.
-type GuestRequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
-
 impl Executor {
-    pub(crate) fn new(code: Arc<CodeStore>, admission: Admission, policy: NodePolicy, alarm: Arc<Alarm>) -> Self {
-        Executor { code, admission, policy, alarm }
+    pub(crate) fn new(
+        code: Arc<CodeStore>,
+        admission: Admission,
+        policy: NodePolicy,
+        alarm: Arc<Alarm>,
+        idle: Arc<IdleBudget>,
+    ) -> Self {
+        Executor { code, admission, policy, alarm, idle }
     }
 
     /// Runs one request on a revision (routed, or an event delivered in-process) and counts it. `timeout`
@@ -143,7 +150,15 @@ impl Executor {
         deadline: tokio::time::Instant,
         admitted: Admitted,
     ) -> Response<ResponseBody> {
-        let mut store = store::new_store(self.code.engine(), revision, &id, timeout, self.policy);
+        // A reusable revision's most recently used idle instance, else a fresh store to instantiate in.
+        let (mut store, warm) = match self.take_idle(revision) {
+            Some(mut w) => {
+                store::restart_store(&mut w.store, &id, timeout);
+                revision.stats.reused.inc();
+                (w.store, Some((w.proxy, w.served)))
+            }
+            None => (store::new_store(self.code.engine(), revision, &id, timeout, self.policy), None),
+        };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {
             let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
@@ -157,28 +172,73 @@ impl Executor {
             }
         };
 
-        let stats = revision.stats.clone();
         let failure: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
         let task = tokio::task::spawn({
             let failure = failure.clone();
+            let revision = revision.clone();
+            let idle = self.idle.clone();
             async move {
                 let run = async {
-                    let t = Instant::now();
-                    let proxy = loaded.pre.instantiate_async(&mut store).await?;
-                    stats.instantiation.observe(t.elapsed().as_secs_f64());
-                    proxy.wasi_http_incoming_handler().call_handle(&mut store, wasi_req, out).await
+                    let (proxy, served) = match warm {
+                        Some(w) => w,
+                        None => {
+                            let t = Instant::now();
+                            let proxy = loaded.pre.instantiate_async(&mut store).await?;
+                            revision.stats.instantiation.observe(t.elapsed().as_secs_f64());
+                            (proxy, 0)
+                        }
+                    };
+                    let out_rep = out.rep();
+                    proxy.wasi_http_incoming_handler().call_handle(&mut store, wasi_req, out).await?;
+                    Ok((proxy, served, out_rep))
                 };
                 // Epoch interruption stops guest code; this also bounds time spent blocked in host calls.
                 let result = match tokio::time::timeout_at(deadline, run).await {
                     Ok(result) => result,
                     Err(_) => Err(Trap::Interrupt.into()),
                 };
-                if let Err(e) = &result {
-                    // Read by the response body if it was cut short, so the client sees an error, not a short 200.
-                    let _ = failure.set(classify(e, timeout).1);
-                }
-                // The pooled instance goes back before the slots do, so a woken waiter finds a free one.
-                drop(store);
+                let result = match result {
+                    // The instance goes back to its revision's idle list, or is dropped (before the slots
+                    // are released, so a woken waiter finds a free pooled instance).
+                    Ok((proxy, served, out_rep)) => {
+                        // An outparam the guest never set would keep the client waiting in a reused store:
+                        // removing it drops its sender, which answers 500, and the instance is not kept. (The
+                        // request is left alone: a guest may drop its handle later, e.g. Python's GC.)
+                        let table = &mut store.data_mut().table;
+                        let unanswered = remove_if_present::<HostResponseOutparam>(table, out_rep);
+                        match &revision.instances {
+                            Some(pool) if unanswered => {
+                                revision.stats.discarded("no-response");
+                                if served > 0 && pool.disable() {
+                                    // The client's 500 and the function's last error say why.
+                                    let message = "the guest returned without setting a response on a reused \
+                                        instance; instance reuse is off for this revision (StarlingMonkey, the \
+                                        engine of componentize-js, cannot serve two requests with one instance)";
+                                    tracing::warn!(revision = %revision.name, "{message}");
+                                    Err(wasmtime::format_err!("{message}"))
+                                } else {
+                                    Ok(())
+                                }
+                            }
+                            Some(pool) if pool.enabled() => {
+                                if let Err((_, reason)) = pool.put(Warm { store, proxy, served }, &idle) {
+                                    revision.stats.discarded(reason);
+                                }
+                                Ok(())
+                            }
+                            _ => Ok(()),
+                        }
+                    }
+                    Err(e) => {
+                        // Read by the response body if it was cut short, so the client sees an error, not a
+                        // short 200. Whoever sets it first (this task or the timeout below) counts a discard.
+                        if failure.set(classify(&e, timeout).1).is_ok() && revision.instances.is_some() {
+                            revision.stats.discarded(discard_reason(&e));
+                        }
+                        drop(store);
+                        Err(e)
+                    }
+                };
                 drop(admitted);
                 result
             }
@@ -204,41 +264,43 @@ impl Executor {
             }
             Err(_) => {
                 task.abort();
-                guest_failure(revision, &id, timeout, Trap::Interrupt.into())
+                let error: wasmtime::Error = Trap::Interrupt.into();
+                if failure.set(classify(&error, timeout).1).is_ok() && revision.instances.is_some() {
+                    revision.stats.discarded("timeout");
+                }
+                guest_failure(revision, &id, timeout, error)
             }
         }
     }
 }
 
-/// The body under the revision's `maxRequestBody`, or the response that refuses it. A body with a length is
-/// streamed (hyper enforces the length; `Limited` is a second guard). One without is read whole first, before
-/// a slot is taken, so an oversized body never reaches the guest and a client that stalls mid-body holds no
-/// slot; the read is bounded by the request's deadline.
-async fn bounded_body(
-    headers: &http::HeaderMap,
-    body: RequestBody,
-    revision: &Revision,
-    deadline: tokio::time::Instant,
-) -> Result<GuestRequestBody, Response<ResponseBody>> {
-    let max_body = revision.function.spec.limits.max_request_body.bytes();
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max_body) {
-        return Err(too_large(max_body));
-    }
-    if declared.is_some() {
-        return Ok(Limited::new(body, max_body as usize).map_err(wasi_body_error).boxed_unsync());
-    }
-    match tokio::time::timeout_at(deadline, Limited::new(body, max_body as usize).collect()).await {
-        Ok(Ok(collected)) => Ok(Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed_unsync()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(max_body)),
-        Ok(Err(e)) => {
-            let msg = format!("cannot read request body: {e}");
-            Err(unread_body(json_error(StatusCode::BAD_REQUEST, &msg, serde_json::json!({}))))
+impl Executor {
+    /// A reusable revision's idle instance, if one waits; instances found past their idle timeout are dropped.
+    fn take_idle(&self, revision: &Revision) -> Option<Warm> {
+        let (warm, expired) = revision.instances.as_ref()?.take();
+        for _ in &expired {
+            revision.stats.discarded("idle");
         }
-        Err(_) => {
-            let msg = "the request body did not arrive in time";
-            Err(unread_body(json_error(StatusCode::REQUEST_TIMEOUT, msg, serde_json::json!({}))))
-        }
+        drop(expired);
+        warm
+    }
+}
+
+/// Removes the host resource `rep` if it is still a `T`: the guest may have freed it and the slot may hold
+/// another resource now (`ResourceTable::delete` frees the slot before it checks the type).
+fn remove_if_present<T: 'static>(table: &mut wasmtime::component::ResourceTable, rep: u32) -> bool {
+    let resource = Resource::<T>::new_own(rep);
+    table.get(&resource).is_ok() && table.delete(resource).is_ok()
+}
+
+/// The `instances_discarded` reason for a request that failed on a reusable instance.
+fn discard_reason(error: &wasmtime::Error) -> &'static str {
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        "timeout"
+    } else if error.downcast_ref::<MemoryLimitExceeded>().is_some() {
+        "memory"
+    } else {
+        "trap"
     }
 }
 

@@ -26,20 +26,29 @@ pub(super) fn new_store(
     timeout: Duration,
     policy: NodePolicy,
 ) -> Store<Host> {
+    let stdout = revision.stats.log.stream(request_id.clone(), "stdout");
+    let stderr = revision.stats.log.stream(request_id.clone(), "stderr");
     let mut wasi = WasiCtxBuilder::new();
-    wasi.envs(&revision.env)
-        .stdout(revision.stats.log.stream(request_id.clone(), "stdout"))
-        .stderr(revision.stats.log.stream(request_id.clone(), "stderr"));
+    wasi.envs(&revision.env).stdout(stdout.clone()).stderr(stderr.clone());
     let host = Host {
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
         table: wasmtime::component::ResourceTable::new(),
-        memory: MemoryCap { limit: revision.function.spec.limits.memory.bytes() as usize },
+        memory: MemoryCap::new(revision.function.spec.limits.memory.bytes() as usize),
         egress: Egress { allow_loopback: policy.allow_loopback_egress },
+        output: [stdout, stderr],
     };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.memory);
     store.set_epoch_deadline(deadline_ticks(timeout));
     store.epoch_deadline_trap();
     store
+}
+
+/// Readies a reused instance's store for its next request: a fresh deadline, output tagged with the request.
+pub(super) fn restart_store(store: &mut Store<Host>, request_id: &Arc<str>, timeout: Duration) {
+    for output in &store.data().output {
+        output.restart(request_id.clone());
+    }
+    store.set_epoch_deadline(deadline_ticks(timeout));
 }

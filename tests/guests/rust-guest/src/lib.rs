@@ -11,6 +11,9 @@ use wasi::http::types::{
 
 struct Handler;
 
+static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static KEPT: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
 wasi::http::proxy::export!(Handler);
 
 fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
@@ -192,6 +195,18 @@ impl Guest for Handler {
                 let _ = stdout.flush();
                 eprintln!("guest stderr line");
                 respond(out, 200, b"logged");
+            }
+            // Module-level state: what a reused instance keeps between requests (`scaling.reuse`).
+            "/count" => {
+                let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                respond(out, 200, format!("{n}").as_bytes());
+            }
+            "/trap" => panic!("trapping on purpose"),
+            "/grow" => {
+                let mb: usize = query_param(query, "mb").and_then(|v| v.parse().ok()).unwrap_or(1);
+                let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+                kept.push(vec![1u8; mb << 20]);
+                respond(out, 200, format!("kept {} MiB", kept.iter().map(|v| v.len() >> 20).sum::<usize>()).as_bytes());
             }
             "/status" => {
                 let code: u16 = query_param(query, "code").and_then(|v| v.parse().ok()).unwrap_or(500);
