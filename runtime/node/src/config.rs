@@ -50,6 +50,8 @@ pub struct NodeConfig {
     /// Keep Cranelift's compiled functions on disk (beside the AOT cache) and reuse them in later compiles:
     /// functions from one template share most of their code.
     pub compile_cache: bool,
+    /// Past this size the compilation cache is emptied and refills.
+    pub compile_cache_max: Quantity,
 }
 
 /// How the node reaches OCI registries.
@@ -109,6 +111,7 @@ impl Default for NodeConfig {
             gc_grace: Duration::from_secs(3600),
             revision_history: 10,
             compile_cache: true,
+            compile_cache_max: Quantity::from_bytes(2 << 30),
         }
     }
 }

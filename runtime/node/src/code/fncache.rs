@@ -3,30 +3,76 @@
 //! same SpiderMonkey, every componentize-py one the same CPython), so a new function compiles only what is
 //! new in it: the rest are cache hits. Cranelift keys each entry by a hash of the function's IR and the
 //! target's flags; an entry whose checksum does not match (a torn write, a flipped bit) is deleted and
-//! counted, and the function is compiled again.
+//! counted, and the function is compiled again. Past `compile-cache-max` bytes the cache is emptied (moved
+//! aside and deleted in the background) and refills with what is compiled next.
 
 use prometheus_client::metrics::counter::Counter;
 use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::CacheStore;
 
 /// Entries are a BLAKE3 hash of key and value, then the value.
 const SUM: usize = 32;
 
+/// The node's series for the cache.
+#[derive(Debug, Default)]
+pub(crate) struct CacheCounters {
+    pub(crate) hits: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) corrupt: Counter,
+}
+
 /// The on-disk store behind `Config::enable_incremental_compilation`.
 #[derive(Debug)]
 pub(crate) struct FunctionCache {
     dir: PathBuf,
-    hits: Counter,
-    misses: Counter,
-    corrupt: Counter,
+    /// Bytes in `dir`: what the scan at start found plus what this process wrote (approximate: a file written
+    /// while the scan runs may count twice, which only empties the cache a little early).
+    bytes: AtomicU64,
+    max: u64,
+    counters: CacheCounters,
 }
 
 impl FunctionCache {
-    /// A cache in `dir` (created on the first insert); the counters are the node's metrics.
-    pub(crate) fn new(dir: PathBuf, hits: Counter, misses: Counter, corrupt: Counter) -> Self {
-        FunctionCache { dir, hits, misses, corrupt }
+    /// A cache in `dir` (created on the first insert) of at most `max` bytes. Its size is found by a scan on
+    /// a thread of its own, which also deletes what an earlier process left moved aside.
+    pub(crate) fn new(dir: PathBuf, max: u64, counters: CacheCounters) -> std::sync::Arc<Self> {
+        let cache = std::sync::Arc::new(FunctionCache { dir, bytes: AtomicU64::new(0), max, counters });
+        let weak = std::sync::Arc::downgrade(&cache);
+        let _ = std::thread::Builder::new().name("wasmfn-cache-scan".into()).spawn(move || {
+            let Some(cache) = weak.upgrade() else { return };
+            cache.bytes.fetch_add(size_of_dir(&cache.dir), Ordering::Relaxed);
+            for old in cache.moved_aside() {
+                let _ = std::fs::remove_dir_all(old);
+            }
+        });
+        cache
+    }
+
+    /// Directories an emptying moved aside (`<dir>.old-<random>`).
+    fn moved_aside(&self) -> Vec<PathBuf> {
+        let (Some(parent), Some(name)) = (self.dir.parent(), self.dir.file_name()) else { return Vec::new() };
+        let prefix = format!("{}.old-", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(parent) else { return Vec::new() };
+        entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()).collect()
+    }
+
+    /// Moves the whole cache aside and deletes it in the background: compiles go on, filling a new one.
+    fn empty(&self) {
+        let aside = self.dir.with_file_name(format!(
+            "{}.old-{}",
+            self.dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        if std::fs::rename(&self.dir, &aside).is_ok() {
+            self.bytes.store(0, Ordering::Relaxed);
+            tracing::info!(limit = self.max, "the compilation cache reached its size limit; emptied");
+            let _ = std::thread::Builder::new()
+                .name("wasmfn-cache-empty".into())
+                .spawn(move || std::fs::remove_dir_all(aside));
+        }
     }
 
     /// `<dir>/<first 2 hex digits>/<the rest>` of the key's hash: no directory holds all of them.
@@ -69,18 +115,18 @@ impl CacheStore for FunctionCache {
         let mut bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(_) => {
-                self.misses.inc();
+                self.counters.misses.inc();
                 return None;
             }
         };
         if bytes.len() < SUM || bytes[..SUM] != Self::sum(key, &bytes[SUM..]) {
             tracing::warn!(path = %path.display(), "corrupt compilation cache entry removed; compiling the function again");
-            self.corrupt.inc();
-            self.misses.inc();
+            self.counters.corrupt.inc();
+            self.counters.misses.inc();
             let _ = std::fs::remove_file(&path);
             return None;
         }
-        self.hits.inc();
+        self.counters.hits.inc();
         bytes.drain(..SUM);
         Some(Cow::Owned(bytes))
     }
@@ -88,7 +134,13 @@ impl CacheStore for FunctionCache {
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
         let path = self.path(key);
         match Self::write(&path, &Self::sum(key, &value), &value) {
-            Ok(()) => true,
+            Ok(()) => {
+                let size = (SUM + value.len()) as u64;
+                if self.bytes.fetch_add(size, Ordering::Relaxed) + size > self.max {
+                    self.empty();
+                }
+                true
+            }
             Err(e) => {
                 tracing::debug!(path = %path.display(), error = %e, "cannot write a compilation cache entry");
                 false
@@ -97,12 +149,26 @@ impl CacheStore for FunctionCache {
     }
 }
 
+/// Bytes of the files in `dir` and its subdirectories (one level of fan-out).
+fn size_of_dir(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => total += size_of_dir(&entry.path()),
+            Ok(m) => total += m.len(),
+            Err(_) => {}
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cache(dir: &Path) -> FunctionCache {
-        FunctionCache::new(dir.to_path_buf(), Counter::default(), Counter::default(), Counter::default())
+    fn cache(dir: &Path) -> std::sync::Arc<FunctionCache> {
+        FunctionCache::new(dir.join("functions"), 1 << 30, CacheCounters::default())
     }
 
     #[test]
@@ -112,7 +178,7 @@ mod tests {
         assert!(c.get(b"key").is_none());
         assert!(c.insert(b"key", b"compiled".to_vec()));
         assert_eq!(c.get(b"key").as_deref(), Some(&b"compiled"[..]));
-        assert_eq!((c.hits.get(), c.misses.get()), (1, 1));
+        assert_eq!((c.counters.hits.get(), c.counters.misses.get()), (1, 1));
         // Another key's value never answers for this key.
         assert!(c.get(b"other").is_none());
 
@@ -128,10 +194,33 @@ mod tests {
         c.insert(b"other", b"other code".to_vec());
         std::fs::copy(c.path(b"other"), &path).unwrap();
         assert!(c.get(b"key").is_none());
-        assert_eq!(c.corrupt.get(), 3);
+        assert_eq!(c.counters.corrupt.get(), 3);
 
         // The next compile writes it again.
         assert!(c.insert(b"key", b"compiled".to_vec()));
         assert_eq!(c.get(b"key").as_deref(), Some(&b"compiled"[..]));
+    }
+
+    #[test]
+    fn past_its_size_limit_the_cache_empties_and_refills() {
+        let dir = tempfile::tempdir().unwrap();
+        // Left moved aside by an earlier process: deleted by the scan, which is done once it is gone.
+        std::fs::create_dir_all(dir.path().join("functions.old-1234/ab")).unwrap();
+        let c = FunctionCache::new(dir.path().join("functions"), 4096, CacheCounters::default());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !c.moved_aside().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "moved-aside caches are deleted: {:?}", c.moved_aside());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Entries of 32 + 1000 bytes: three fit in 4096, the fourth crosses it.
+        let value = vec![7u8; 1000];
+        for key in 0..3u8 {
+            assert!(c.insert(&[key], value.clone()));
+        }
+        assert!(c.get(&[0]).is_some(), "under the limit: all kept");
+        assert!(c.insert(&[3], value.clone()));
+        assert!(c.get(&[0]).is_none() && c.get(&[3]).is_none(), "emptied");
+        assert!(c.insert(&[4], value.clone()));
+        assert_eq!(c.get(&[4]).as_deref(), Some(&value[..]), "and refilled");
     }
 }

@@ -68,14 +68,13 @@ impl CodeStore {
         let aot_root = config.aot_dir.clone().unwrap_or_else(|| config.data_dir.join("aot"));
         let cache = config.compile_cache.then(|| {
             let m = &metrics;
-            let dir = aot_root.join("functions");
-            let cache = fncache::FunctionCache::new(
-                dir,
-                m.fn_cache_hits.clone(),
-                m.fn_cache_misses.clone(),
-                m.fn_cache_corrupt.clone(),
-            );
-            Arc::new(cache) as Arc<dyn wasmtime::CacheStore>
+            let counters = fncache::CacheCounters {
+                hits: m.fn_cache_hits.clone(),
+                misses: m.fn_cache_misses.clone(),
+                corrupt: m.fn_cache_corrupt.clone(),
+            };
+            let max = config.compile_cache_max.bytes();
+            fncache::FunctionCache::new(aot_root.join("functions"), max, counters) as Arc<dyn wasmtime::CacheStore>
         });
         let (engine, allocator) = engine::build(&config.pool, cache)
             .map_err(|e| Error::Engine { what: "building the engine", source: cause(e) })?;
