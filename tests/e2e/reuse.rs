@@ -83,9 +83,10 @@ async fn a_reused_instance_keeps_module_state_until_it_fails_or_reaches_a_limit(
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_instances_expire_and_each_request_logs_under_its_own_id() {
     let wasm = rust_guest();
-    // The node sweeps idle instances every idle-ttl / 4.
-    let (_dir, node) = start("idle-ttl = \"2s\"\n");
-    let spec = "  scaling:\n    maxConcurrency: 1\n    reuse: {idleTimeout: 300ms}\n";
+    // The node sweeps idle instances every idle-ttl / 4 (1 s); code is evicted after 4 s, well after the
+    // instances' idle timeout.
+    let (_dir, node) = start("idle-ttl = \"4s\"\n");
+    let spec = "  scaling:\n    maxConcurrency: 1\n    reuse: {idleTimeout: 1500ms}\n";
     node.deploy_ok(&manifest("idle", &wasm, spec)).await;
     for id in ["req-first", "req-second"] {
         let url = node.url("default", "idle", "/log?lines=1");
@@ -98,18 +99,18 @@ async fn idle_instances_expire_and_each_request_logs_under_its_own_id() {
     assert_eq!(lines.len(), 2, "{logs}");
     assert!(lines[0].contains("req-first") && lines[1].contains("req-second"), "{lines:?}");
 
-    // Left alone past its idle timeout, the instance is dropped and gives its idle slot back.
-    count(&node, "idle").await;
+    // Left alone past its idle timeout, the instance is dropped and gives its idle slot back; the next
+    // request starts from a fresh one.
     eventually(WAIT, "the idle instance to expire", || async {
-        (discarded(&node, "idle", "idle").await >= 1.0).then_some(())
+        let expired = discarded(&node, "idle", "idle").await >= 1.0;
+        (expired && node.metric("wasmfn_idle_instances", &[]).await == 0.0).then_some(())
     })
     .await;
-    assert_eq!(node.metric("wasmfn_idle_instances", &[]).await, 0.0);
     assert_eq!(count(&node, "idle").await, "1");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn python_state_lives_across_reused_requests_and_a_guest_that_cannot_be_reused_is_served_fresh() {
+async fn python_state_lives_across_reused_requests_and_javascript_is_served_fresh() {
     let (js, py) = (js_guest(), py_guest());
     let (_dir, node) = start("");
     let reuse = "  scaling:\n    maxConcurrency: 1\n    reuse: {}\n  limits:\n    memory: 256Mi\n";
@@ -118,20 +119,31 @@ async fn python_state_lives_across_reused_requests_and_a_guest_that_cannot_be_re
     let seen = [count(&node, "py").await, count(&node, "py").await, count(&node, "py").await];
     assert_eq!(seen, ["1", "2", "3"]);
 
-    // StarlingMonkey (componentize-js) answers one request per instance: the second call returns without a
-    // response. That request gets a 500 (not a hang), reuse is turned off for the revision with the reason
-    // in its status, and every later request gets a fresh instance.
-    assert_eq!(count(&node, "js").await, "1");
-    let (status, _, body) = node.get(&node.url("default", "js", "/count")).await;
-    assert_eq!(status, 500, "{body}");
-    assert!(body.contains("without setting a response"), "{body}");
-    assert_eq!(discarded(&node, "js", "no-response").await, 1.0);
-    let (_, info) = node.admin_get("/v1/functions/default/js").await;
-    assert!(info["lastError"].as_str().unwrap_or_default().contains("instance reuse is off"), "{info}");
+    // StarlingMonkey (componentize-js) serves one request per instance and still holds the request when it
+    // returns: the node keeps no such instance, so every request gets a fresh one and none fails.
     for _ in 0..3 {
         assert_eq!(count(&node, "js").await, "1");
     }
     let r = node.client.post(node.url("default", "js", "/echo")).body("ping").send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "ping");
-    assert_eq!(discarded(&node, "js", "no-response").await, 1.0);
+    assert_eq!(discarded(&node, "js", "leftover").await, 4.0);
+    assert_eq!(node.metric_opt("wasmfn_instances_reused_total", &["function=\"js\""]).await, Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_instance_that_returns_without_a_response_turns_reuse_off() {
+    let wasm = rust_guest();
+    let (_dir, node) = start("");
+    let spec = "  scaling:\n    maxConcurrency: 1\n    reuse: {}\n  limits: {timeout: 10s}\n";
+    node.deploy_ok(&manifest("quiet", &wasm, spec)).await;
+    assert_eq!(count(&node, "quiet").await, "1");
+    // On the reused instance: a 500 at once (not a hang until the timeout) that says why.
+    let (status, _, body) = node.get(&node.url("default", "quiet", "/noresponse")).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("without setting a response") && body.contains("reuse is off"), "{body}");
+    assert_eq!(discarded(&node, "quiet", "no-response").await, 1.0);
+    let (_, info) = node.admin_get("/v1/functions/default/quiet").await;
+    assert!(info["lastError"].as_str().unwrap_or_default().contains("instance reuse is off"), "{info}");
+    // From then on every request gets a fresh instance.
+    assert_eq!((count(&node, "quiet").await, count(&node, "quiet").await), ("1".into(), "1".into()));
 }

@@ -13,8 +13,8 @@ use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
 /// Why a reusable instance was discarded: the label of `wasmfn_instances_discarded_total`.
-pub(crate) const DISCARD_REASONS: [&str; 8] =
-    ["trap", "timeout", "memory", "max-requests", "idle", "full", "evicted", "no-response"];
+pub(crate) const DISCARD_REASONS: [&str; 9] =
+    ["trap", "timeout", "memory", "max-requests", "idle", "full", "evicted", "no-response", "leftover"];
 
 /// An instantiated component and the store it lives in, between requests.
 pub(crate) struct Warm {
@@ -54,7 +54,9 @@ impl Drop for IdleSlot {
     }
 }
 
-struct Parked {
+/// An idle instance with its share of the budget. Fields drop in order: the instance (and its pool slot)
+/// goes before the budget share does, so the pool never holds more than its slots.
+pub(crate) struct Parked {
     warm: Warm,
     since: Instant,
     _slot: IdleSlot,
@@ -70,8 +72,9 @@ pub(crate) struct InstancePool {
     disabled: AtomicBool,
 }
 
-/// Instances that left an idle list, to be dropped off the lock (and, in bulk, off the async threads).
-pub(crate) type Discarded = Vec<Warm>;
+/// Instances that left an idle list, to be dropped off the lock (and, in bulk, off the async threads); each
+/// keeps its budget share until it is dropped.
+pub(crate) type Discarded = Vec<Parked>;
 
 impl InstancePool {
     pub(crate) fn new(config: Reuse, memory_limit: usize) -> Self {
@@ -93,9 +96,10 @@ impl InstancePool {
         let mut idle = self.lock();
         while let Some(p) = idle.pop() {
             if p.since.elapsed() < self.config.idle_timeout {
+                // Its budget share goes now: the instance moves to a request, which holds a node slot.
                 return (Some(p.warm), expired);
             }
-            expired.push(p.warm);
+            expired.push(p);
         }
         (None, expired)
     }
@@ -136,11 +140,11 @@ impl InstancePool {
         let mut idle = self.lock();
         let off = self.disabled.load(Ordering::Relaxed);
         let n = if off { idle.len() } else { idle.iter().take_while(|p| p.since.elapsed() >= timeout).count() };
-        idle.drain(..n).map(|p| p.warm).collect()
+        idle.drain(..n).collect()
     }
 
     /// Takes out every idle instance (the revision's code leaves memory).
     pub(crate) fn clear(&self) -> Discarded {
-        self.lock().drain(..).map(|p| p.warm).collect()
+        self.lock().drain(..).collect()
     }
 }

@@ -15,7 +15,6 @@ pub(crate) struct FnLabels {
     pub function: String,
 }
 
-/// Labels of the request counter.
 /// A function's series with why an instance kept for reuse was discarded.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct DiscardLabels {
@@ -24,6 +23,7 @@ pub(crate) struct DiscardLabels {
     pub reason: &'static str,
 }
 
+/// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StatusLabels {
     pub namespace: String,
@@ -166,7 +166,7 @@ impl Metrics {
         );
         r.register(
             "instances_discarded",
-            "Reusable instances discarded, by reason (trap, timeout, memory, max-requests, idle, full, evicted)",
+            "Reusable instances discarded, by reason (trap, timeout, memory, max-requests, idle, full, evicted, no-response, leftover)",
             m.instances_discarded.clone(),
         );
         r.register("idle_instances", "Instances waiting for their next request on this node", m.idle_instances.clone());

@@ -4,7 +4,8 @@
 //! new in it: the rest are cache hits. Cranelift keys each entry by a hash of the function's IR and the
 //! target's flags; an entry whose checksum does not match (a torn write, a flipped bit) is deleted and
 //! counted, and the function is compiled again. Past `compile-cache-max` bytes the cache is emptied (moved
-//! aside and deleted in the background) and refills with what is compiled next.
+//! aside and deleted in the background) and refills with what is compiled next. The bound is per process:
+//! nodes sharing an `aot-dir` each count their own writes.
 
 use prometheus_client::metrics::counter::Counter;
 use std::borrow::Cow;

@@ -29,7 +29,7 @@ use wasmtime::Trap;
 use wasmtime::component::Resource;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::types::HostResponseOutparam;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 const REVISION_HEADER: &str = "x-wasmfn-revision";
 
@@ -188,26 +188,30 @@ impl Executor {
                             (proxy, 0)
                         }
                     };
-                    let out_rep = out.rep();
+                    let reps = (wasi_req.rep(), out.rep());
                     proxy.wasi_http_incoming_handler().call_handle(&mut store, wasi_req, out).await?;
-                    Ok((proxy, served, out_rep))
+                    Ok((proxy, served, reps))
                 };
                 // Epoch interruption stops guest code; this also bounds time spent blocked in host calls.
                 let result = match tokio::time::timeout_at(deadline, run).await {
                     Ok(result) => result,
                     Err(_) => Err(Trap::Interrupt.into()),
                 };
+                // The store is dropped (or parked, holding its own idle slot) before the slots are released, so
+                // a woken waiter finds a free pooled instance.
                 let result = match result {
-                    // The instance goes back to its revision's idle list, or is dropped (before the slots
-                    // are released, so a woken waiter finds a free pooled instance).
-                    Ok((proxy, served, out_rep)) => {
+                    Ok((proxy, served, (req_rep, out_rep))) => {
                         // An outparam the guest never set would keep the client waiting in a reused store:
-                        // removing it drops its sender, which answers 500, and the instance is not kept. (The
-                        // request is left alone: a guest may drop its handle later, e.g. Python's GC.)
+                        // removing it drops its sender, which answers 500, and the instance is not kept. A
+                        // request the guest still holds (Python's GC drops handles late) may hold the client's
+                        // body and so its connection: that instance is not kept either. Neither is deleted
+                        // otherwise, since the guest may still drop its handle.
                         let table = &mut store.data_mut().table;
                         let unanswered = remove_if_present::<HostResponseOutparam>(table, out_rep);
+                        let leftover = table.get(&Resource::<HostIncomingRequest>::new_own(req_rep)).is_ok();
                         match &revision.instances {
                             Some(pool) if unanswered => {
+                                drop(store);
                                 revision.stats.discarded("no-response");
                                 if served > 0 && pool.disable() {
                                     // The client's 500 and the function's last error say why.
@@ -220,13 +224,22 @@ impl Executor {
                                     Ok(())
                                 }
                             }
-                            Some(pool) if pool.enabled() => {
-                                if let Err((_, reason)) = pool.put(Warm { store, proxy, served }, &idle) {
+                            Some(pool) if pool.enabled() && !leftover => {
+                                if let Err((warm, reason)) = pool.put(Warm { store, proxy, served }, &idle) {
+                                    drop(warm);
                                     revision.stats.discarded(reason);
                                 }
                                 Ok(())
                             }
-                            _ => Ok(()),
+                            Some(pool) if pool.enabled() => {
+                                drop(store);
+                                revision.stats.discarded("leftover");
+                                Ok(())
+                            }
+                            _ => {
+                                drop(store);
+                                Ok(())
+                            }
                         }
                     }
                     Err(e) => {

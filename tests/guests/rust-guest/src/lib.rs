@@ -202,6 +202,8 @@ impl Guest for Handler {
                 respond(out, 200, format!("{n}").as_bytes());
             }
             "/trap" => panic!("trapping on purpose"),
+            // Returns keeping the outparam unset and its handle alive, as StarlingMonkey does on a second call.
+            "/noresponse" => std::mem::forget(out),
             "/grow" => {
                 let mb: usize = query_param(query, "mb").and_then(|v| v.parse().ok()).unwrap_or(1);
                 let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
