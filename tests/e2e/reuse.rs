@@ -110,7 +110,7 @@ async fn idle_instances_expire_and_each_request_logs_under_its_own_id() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn python_state_lives_across_reused_requests_and_javascript_is_served_fresh() {
+async fn python_state_lives_across_reused_requests_and_javascript_falls_back_to_fresh_instances() {
     let (js, py) = (js_guest(), py_guest());
     let (_dir, node) = start("");
     let reuse = "  scaling:\n    maxConcurrency: 1\n    reuse: {}\n  limits:\n    memory: 256Mi\n";
@@ -119,15 +119,21 @@ async fn python_state_lives_across_reused_requests_and_javascript_is_served_fres
     let seen = [count(&node, "py").await, count(&node, "py").await, count(&node, "py").await];
     assert_eq!(seen, ["1", "2", "3"]);
 
-    // StarlingMonkey (componentize-js) serves one request per instance and still holds the request when it
-    // returns: the node keeps no such instance, so every request gets a fresh one and none fails.
+    // StarlingMonkey (componentize-js) answers one request per instance: the second call returns without a
+    // response. That request gets a 500 (not a hang), reuse is turned off for the revision with the reason
+    // in its status, and every later request gets a fresh instance.
+    assert_eq!(count(&node, "js").await, "1");
+    let (status, _, body) = node.get(&node.url("default", "js", "/count")).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("without setting a response") && body.contains("reuse is off"), "{body}");
+    let (_, info) = node.admin_get("/v1/functions/default/js").await;
+    assert!(info["lastError"].as_str().unwrap_or_default().contains("instance reuse is off"), "{info}");
     for _ in 0..3 {
         assert_eq!(count(&node, "js").await, "1");
     }
     let r = node.client.post(node.url("default", "js", "/echo")).body("ping").send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "ping");
-    assert_eq!(discarded(&node, "js", "leftover").await, 4.0);
-    assert_eq!(node.metric_opt("wasmfn_instances_reused_total", &["function=\"js\""]).await, Some(0.0));
+    assert_eq!(discarded(&node, "js", "no-response").await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,8 +13,8 @@ use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
 /// Why a reusable instance was discarded: the label of `wasmfn_instances_discarded_total`.
-pub(crate) const DISCARD_REASONS: [&str; 9] =
-    ["trap", "timeout", "memory", "max-requests", "idle", "full", "evicted", "no-response", "leftover"];
+pub(crate) const DISCARD_REASONS: [&str; 8] =
+    ["trap", "timeout", "memory", "max-requests", "idle", "full", "evicted", "no-response"];
 
 /// An instantiated component and the store it lives in, between requests.
 pub(crate) struct Warm {

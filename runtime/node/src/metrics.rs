@@ -166,7 +166,7 @@ impl Metrics {
         );
         r.register(
             "instances_discarded",
-            "Reusable instances discarded, by reason (trap, timeout, memory, max-requests, idle, full, evicted, no-response, leftover)",
+            "Reusable instances discarded, by reason (trap, timeout, memory, max-requests, idle, full, evicted, no-response)",
             m.instances_discarded.clone(),
         );
         r.register("idle_instances", "Instances waiting for their next request on this node", m.idle_instances.clone());

@@ -203,12 +203,13 @@ impl Executor {
                     Ok((proxy, served, (req_rep, out_rep))) => {
                         // An outparam the guest never set would keep the client waiting in a reused store:
                         // removing it drops its sender, which answers 500, and the instance is not kept. A
-                        // request the guest still holds (Python's GC drops handles late) may hold the client's
-                        // body and so its connection: that instance is not kept either. Neither is deleted
-                        // otherwise, since the guest may still drop its handle.
+                        // request the guest still holds (StarlingMonkey, Python's GC) stays, since the guest may
+                        // drop its handle later, but its unread body goes: it would hold the client's connection.
                         let table = &mut store.data_mut().table;
                         let unanswered = remove_if_present::<HostResponseOutparam>(table, out_rep);
-                        let leftover = table.get(&Resource::<HostIncomingRequest>::new_own(req_rep)).is_ok();
+                        if let Ok(request) = table.get_mut(&Resource::<HostIncomingRequest>::new_own(req_rep)) {
+                            drop(request.body.take());
+                        }
                         match &revision.instances {
                             Some(pool) if unanswered => {
                                 drop(store);
@@ -224,16 +225,11 @@ impl Executor {
                                     Ok(())
                                 }
                             }
-                            Some(pool) if pool.enabled() && !leftover => {
+                            Some(pool) if pool.enabled() => {
                                 if let Err((warm, reason)) = pool.put(Warm { store, proxy, served }, &idle) {
                                     drop(warm);
                                     revision.stats.discarded(reason);
                                 }
-                                Ok(())
-                            }
-                            Some(pool) if pool.enabled() => {
-                                drop(store);
-                                revision.stats.discarded("leftover");
                                 Ok(())
                             }
                             _ => {
