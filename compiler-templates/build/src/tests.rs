@@ -118,3 +118,89 @@ fn scaffolds_substitute_the_name_and_refuse_to_overwrite() {
     let sdk = cargo.lines().find(|l| l.starts_with("wasmfn-sdk")).unwrap();
     assert!(sdk.contains("/sdk\"") && !sdk.contains(".."), "{sdk}");
 }
+
+/// The sections of a core module as comparable values: re-encoding the same module may change bytes (LEB
+/// widths, item grouping) but never these.
+fn module_items(wasm: &[u8]) -> Vec<String> {
+    use wasmparser::Payload::*;
+    let mut items = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.unwrap() {
+            TypeSection(r) => items.extend(r.into_iter().map(|t| format!("type {:?}", t.unwrap()))),
+            ImportSection(r) => items.extend(r.into_imports().map(|i| format!("import {:?}", i.unwrap()))),
+            FunctionSection(r) => items.extend(r.into_iter().map(|f| format!("func {}", f.unwrap()))),
+            MemorySection(r) => items.extend(r.into_iter().map(|m| format!("memory {:?}", m.unwrap()))),
+            GlobalSection(r) => items.extend(r.into_iter().map(|g| {
+                let g = g.unwrap();
+                let init: Vec<_> =
+                    g.init_expr.get_operators_reader().into_iter().map(|o| format!("{:?}", o.unwrap())).collect();
+                format!("global {:?} {init:?}", g.ty)
+            })),
+            ExportSection(r) => items.extend(r.into_iter().map(|e| format!("export {:?}", e.unwrap()))),
+            StartSection { func, .. } => items.push(format!("start {func}")),
+            ElementSection(r) => items.extend(r.into_iter().map(|e| {
+                let e = e.unwrap();
+                let elems = match e.items {
+                    wasmparser::ElementItems::Functions(f) => {
+                        format!("{:?}", f.into_iter().collect::<Result<Vec<_>, _>>().unwrap())
+                    }
+                    wasmparser::ElementItems::Expressions(t, _) => format!("expressions of {t:?}"),
+                };
+                format!("elem {elems}")
+            })),
+            CodeSectionEntry(body) => items.push(format!("code {:?}", &wasm[body.range()])),
+            DataSection(r) => items.extend(r.into_iter().map(|d| {
+                let d = d.unwrap();
+                let at = match d.kind {
+                    wasmparser::DataKind::Active { memory_index, offset_expr } => {
+                        let ops: Vec<_> = offset_expr
+                            .get_operators_reader()
+                            .into_iter()
+                            .map(|o| format!("{:?}", o.unwrap()))
+                            .collect();
+                        format!("{memory_index} {ops:?}")
+                    }
+                    wasmparser::DataKind::Passive => "passive".into(),
+                };
+                format!("data {at} {:?}", d.data)
+            })),
+            CustomSection(c) => items.push(format!("custom {} {:?}", c.name(), c.data())),
+            _ => {}
+        }
+    }
+    items
+}
+
+/// The JavaScript build moves Wizer's snapshot into an engine stubbed once; the result must be what
+/// componentize-js gets by stubbing the snapshot itself, item for item (real toolchain, real engine).
+#[test]
+fn the_js_snapshot_transplant_equals_componentize_js_stubbing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("handler.mjs");
+    fs::write(&source, "let n = 40 + 2;\nexport default { fetch() { return new Response(`n=${n}`); } };\n").unwrap();
+    let template = default_templates_dir().join("js");
+    let core = dir.path().join("core");
+    let status = std::process::Command::new("node")
+        .arg(template.join("componentize.mjs"))
+        .arg("--core")
+        .arg(&core)
+        .arg(&source)
+        .env("WASMFN_JS_CACHE", dir.path().join("cache"))
+        .env("WASMFN_JS_REFERENCE", "1")
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let read = |name: &str| fs::read(core.join(name)).unwrap();
+    let ours = crate::adapters::js_wrap::transplant(
+        &read("engine.wasm"),
+        &read("engine-stubbed.wasm"),
+        &read("pre-initialised.wasm"),
+    )
+    .unwrap();
+    let (ours, theirs) = (module_items(&ours), module_items(&read("reference-core.wasm")));
+    assert_eq!(ours.len(), theirs.len());
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert!(a == b, "first difference:\n ours: {:.300}\ntheirs: {:.300}", a, b);
+    }
+}

@@ -1,7 +1,7 @@
 //! JavaScript: the user's module (and its npm dependencies) is bundled by esbuild behind the template's
 //! dispatcher (`runtime/`), then componentize-js compiles the bundle into a component.
 
-use super::{Adapter, Ctx, literal, npm_version};
+use super::{Adapter, Ctx, js_wrap, literal, npm_version};
 use crate::{BuildError, Progress, tool};
 use std::path::Path;
 use std::process::Command;
@@ -93,17 +93,55 @@ impl Adapter for Js {
         tool::run(&step, &mut cmd, false)?;
         step.finish();
 
-        let step = progress.step("componentize-js");
-        let mut cmd = Command::new("node");
-        cmd.arg(template.join("componentize.mjs")).arg(out).arg(&bundle).current_dir(work);
-        tool::run(&step, &mut cmd, false).map_err(|e| match e {
-            // Node's own stack for the failed promise says nothing useful; keep the engine's message.
-            BuildError::Failed { step, output } => BuildError::Failed { step, output: trim_node_trace(&output) },
-            e => e,
-        })?;
+        // Splicing the engine is cached across functions (componentize.mjs); the reference pipeline (all of
+        // componentize-js's steps in node) stays reachable for comparison and as an escape hatch.
+        let cache = ctx.cache_dir.join("js-engine");
+        if std::env::var_os("WASMFN_JS_PIPELINE").is_some_and(|v| v == "componentize-js") {
+            return componentize(template, &[out.as_os_str(), bundle.as_os_str()], &cache, work, progress);
+        }
+        let core = work.join("core");
+        componentize(template, &["--core".as_ref(), core.as_os_str(), bundle.as_os_str()], &cache, work, progress)?;
+        let step = progress.step("wrap the component (wit-component)");
+        let read = |name: &str| std::fs::read(core.join(name)).map_err(|e| BuildError::io(&core.join(name), e));
+        let (engine, stubbed, pre) =
+            (read("engine.wasm")?, read("engine-stubbed.wasm")?, read("pre-initialised.wasm")?);
+        let module = match js_wrap::transplant(&engine, &stubbed, &pre) {
+            Ok(module) => module,
+            Err(reason) => {
+                tracing::warn!(%reason, "cannot reuse the stubbed engine; running all of componentize-js");
+                step.finish();
+                return componentize(template, &[out.as_os_str(), bundle.as_os_str()], &cache, work, progress);
+            }
+        };
+        let adapter = template.join("node_modules/@bytecodealliance/jco/lib/wasi_snapshot_preview1.reactor.wasm");
+        let adapter = std::fs::read(&adapter).map_err(|e| BuildError::io(&adapter, e))?;
+        let version = npm_version(&template.join("node_modules/@bytecodealliance/componentize-js"));
+        let component = js_wrap::component(&module, &adapter, &version)
+            .map_err(|output| BuildError::Failed { step: "wrap the component (wit-component)".into(), output })?;
+        std::fs::write(out, component).map_err(|e| BuildError::io(out, e))?;
         step.finish();
         Ok(())
     }
+}
+
+/// Runs `componentize.mjs` with `args`, keeping the engine cache in `cache`.
+fn componentize(
+    template: &Path,
+    args: &[&std::ffi::OsStr],
+    cache: &Path,
+    work: &Path,
+    progress: &Progress,
+) -> Result<(), BuildError> {
+    let step = progress.step("componentize-js");
+    let mut cmd = Command::new("node");
+    cmd.arg(template.join("componentize.mjs")).args(args).env("WASMFN_JS_CACHE", cache).current_dir(work);
+    tool::run(&step, &mut cmd, false).map_err(|e| match e {
+        // Node's own stack for the failed promise says nothing useful; keep the engine's message.
+        BuildError::Failed { step, output } => BuildError::Failed { step, output: trim_node_trace(&output) },
+        e => e,
+    })?;
+    step.finish();
+    Ok(())
 }
 
 /// Drops node's stack frames and the wizer wasm backtrace from componentize-js's error output.

@@ -2,6 +2,7 @@
 //! adding a language is a template folder plus, when no adapter fits, one module here and one line in `ALL`.
 
 mod js;
+pub(crate) mod js_wrap;
 mod python;
 mod rust;
 
