@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use wasmfn_tests::build::{Run, build_err, build_ok, cache_dir, wasmfn};
+use wasmfn_tests::build::{Run, build_err, build_ok, cache_dir, initial_memory, wasmfn};
 use wasmfn_tests::guests::repo_root;
 use wasmfn_tests::node::{NodeProc, Options, manifest, use_binary};
 
@@ -166,6 +166,9 @@ async fn rust_scaffold_builds_and_serves() {
     let run = Run::from(wasmfn(&["new", "fresh-rust", "--lang", "rust", "--dir", dir.to_str().unwrap()]));
     assert!(run.ok, "{}", run.stderr);
     let (wasm, _) = build_ok(&dir, &[]);
+    // The template starts Rust functions with 4 MiB (wasm-ld's default is ~1.1 MiB), so that a request does not
+    // grow memory in its fresh instance.
+    assert_eq!(initial_memory(&wasm), 4 << 20);
     let data = tempfile::tempdir().unwrap();
     let node = NodeProc::start(data.path(), "");
     node.deploy_ok(&manifest("fresh-rust", &wasm, "")).await;

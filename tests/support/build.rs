@@ -69,3 +69,15 @@ pub fn build_err(dir: &Path, extra: &[&str]) -> Run {
     assert!(!out.exists(), "a failed build wrote {}", out.display());
     run
 }
+
+/// Bytes of linear memory the first core module of the component at `path` starts with.
+pub fn initial_memory(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::MemorySection(reader) = payload.unwrap() {
+            let memory = reader.into_iter().next().expect("a memory").unwrap();
+            return memory.initial << memory.page_size_log2.unwrap_or(16);
+        }
+    }
+    panic!("{} has no memory", path.display())
+}

@@ -40,15 +40,27 @@ fn mode(ctx: &Ctx<'_>) -> Result<Mode, BuildError> {
     }
 }
 
+/// The linear memory a Rust function starts with (wasm-ld's default is its data plus a 1 MiB stack, ~1.1 MiB).
+/// A request's allocations then grow it, and with a fresh instance per request every request grows it again:
+/// each `memory.grow` and each reset of the pooled slot afterwards is an `mprotect`, a TLB shootdown on every
+/// core (BENCHMARKS.md, "Rust hot path"). Starting at 4 MiB, a typical handler never grows; untouched pages cost
+/// nothing. A function's `limits.memory` must be at least this.
+pub(crate) const INITIAL_MEMORY: u64 = 4 << 20;
+
 fn cargo(mode: &Mode) -> Command {
+    let memory = format!("-Clink-arg=--initial-memory={INITIAL_MEMORY}");
     match mode {
-        Mode::Rustup => Command::new("cargo"),
+        Mode::Rustup => {
+            let mut cmd = Command::new("cargo");
+            cmd.env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", memory);
+            cmd
+        }
         Mode::BuildStd => {
             let mut cmd = Command::new("/usr/bin/cargo");
-            cmd.env("RUSTC", "/usr/bin/rustc")
-                .env("RUSTDOC", "/usr/bin/rustdoc")
-                .env("RUSTC_BOOTSTRAP", "1")
-                .env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", format!("-Clink-self-contained=no -L{DEBIAN_WASI_LIBC}"));
+            cmd.env("RUSTC", "/usr/bin/rustc").env("RUSTDOC", "/usr/bin/rustdoc").env("RUSTC_BOOTSTRAP", "1").env(
+                "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+                format!("-Clink-self-contained=no -L{DEBIAN_WASI_LIBC} {memory}"),
+            );
             cmd
         }
     }
@@ -78,7 +90,7 @@ impl Adapter for Rust {
             Mode::BuildStd => "/usr/bin/rustc",
         };
         let version = Command::new(rustc).arg("-vV").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-        Ok(format!("{}\n{}", matches!(mode, Mode::BuildStd), version.unwrap_or_default()))
+        Ok(format!("{}\n{INITIAL_MEMORY}\n{}", matches!(mode, Mode::BuildStd), version.unwrap_or_default()))
     }
 
     fn build(&self, ctx: &Ctx<'_>, _work: &Path, out: &Path, progress: &Progress) -> Result<(), BuildError> {
