@@ -225,9 +225,29 @@ class KeepAlive:
         return (time.perf_counter() - t) * 1000
 
 
+class Native:
+    """The native ceiling: `native-hello` (bench/native), a plain hyper server answering the Rust hello's bytes."""
+
+    def __init__(self, binary):
+        self.proc = subprocess.Popen([binary, f"{LOOPBACK}:0"], stdout=subprocess.PIPE, text=True, env=SERVER_ENV)
+        line = self.proc.stdout.readline()
+        m = re.match(r"listening on http://(\S+)", line)
+        if not m:
+            raise SystemExit(f"native-hello did not start: {line!r}")
+        self.addr = m.group(1)
+
+    def url(self, path="/"):
+        return f"http://{self.addr}{path}"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
 def throughput(args, results):
     wt = WasmtimeServe(args.wasmtime, args.component)
     wf = Wasmfn(args.wasmfn)
+    native = Native(args.native) if args.native else None
     wf.deploy("hello", args.component)
     inst_name, inst_match = "wasmfn_instantiation_duration_seconds", 'function="hello"'
     results["instantiation_us"] = {}
@@ -237,7 +257,10 @@ def throughput(args, results):
             row = {}
             # Interleave the two servers, several rounds each, and keep the median round.
             for rnd in range(args.rounds):
-                for name, url in (("wasmtime", wt.url()), ("wasmfn", wf.url("hello"))):
+                servers = [("wasmtime", wt.url()), ("wasmfn", wf.url("hello"))]
+                if native:
+                    servers.append(("native", native.url("/default/hello")))
+                for name, url in servers:
                     wrk(url, c, 2)  # warm-up
                     row.setdefault(name, []).append(wrk(url, c, args.seconds))
             summary = {}
@@ -246,6 +269,8 @@ def throughput(args, results):
                 summary[name] = runs[len(runs) // 2]
             summary["ratio_rps"] = summary["wasmfn"]["rps"] / summary["wasmtime"]["rps"]
             summary["ratio_p99"] = summary["wasmfn"]["p99_ms"] / summary["wasmtime"]["p99_ms"]
+            if native:
+                summary["share_of_native"] = summary["wasmfn"]["rps"] / summary["native"]["rps"]
             results["throughput"][str(c)] = summary
             level = bucket_delta(histogram_buckets(wf.metrics(), inst_name, inst_match), before)
             results["instantiation_us"][str(c)] = {
@@ -257,9 +282,14 @@ def throughput(args, results):
                   f"x{summary['ratio_rps']:.2f} rps, p99 x{summary['ratio_p99']:.2f} | instantiation p50 "
                   f"{results['instantiation_us'][str(c)]['0.5']} us p99 {results['instantiation_us'][str(c)]['0.99']} us",
                   flush=True)
+            if native:
+                print(f"       native hyper {summary['native']['rps']:>9.0f} rps p99 {summary['native']['p99_ms']:.2f}ms | "
+                      f"wasmfn at {summary['share_of_native'] * 100:.0f}% of native", flush=True)
     finally:
         wt.stop()
         wf.stop()
+        if native:
+            native.stop()
 
 
 def cold_start(args, results):
@@ -511,6 +541,7 @@ def main():
     p.add_argument("--wasmfn", required=True)
     p.add_argument("--wasmtime", required=True)
     p.add_argument("--component", required=True)
+    p.add_argument("--native", help="native-hello (bench/native): the hyper ceiling in the throughput part")
     p.add_argument("--js-component")
     p.add_argument("--py-component")
     p.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64, 256])

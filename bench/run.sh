@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release -p wasmfn-cli -p containerd-shim-wasmfn
+cargo build --release -p wasmfn-cli -p containerd-shim-wasmfn -p wasmfn-bench-native
 wasmfn="${CARGO_TARGET_DIR:-target}/release/wasmfn"
 shim="${CARGO_TARGET_DIR:-target}/release/containerd-shim-wasmfn-v1"
+native="${CARGO_TARGET_DIR:-target}/release/native-hello"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$wasmfn" build examples/hello-rust -o "$out/hello-rust.wasm" >/dev/null
@@ -24,4 +25,5 @@ python3 bench/bench.py \
   --js-component "$out/hello-js.wasm" \
   --py-component "$out/hello-py.wasm" \
   --shim "$shim" \
+  --native "$native" \
   "$@"
