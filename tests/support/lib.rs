@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod containerd;
+pub mod fake_registry;
 pub mod guests;
 pub mod kube;
 pub mod load;

@@ -54,14 +54,49 @@ pub struct NodeConfig {
     pub compile_cache_max: Quantity,
 }
 
-/// How the node reaches OCI registries.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// How the node reaches OCI registries, and what it accepts from them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// Registries (`host[:port]`) reached over plain HTTP; every other one is HTTPS.
     pub insecure: Vec<String>,
     /// A PEM file of extra CA certificates, trusted besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Largest image manifest accepted.
+    pub max_manifest: Quantity,
+    /// Largest layer accepted (as stored: a gzip layer counts compressed).
+    pub max_layer: Quantity,
+    /// Largest component accepted (a gzip layer counts inflated).
+    pub max_component: Quantity,
+    /// Longest one pull (manifest and layer) may take.
+    #[serde(with = "humantime_serde")]
+    pub pull_timeout: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        let l = wasmfn_oci::Limits::default();
+        RegistryConfig {
+            insecure: Vec::new(),
+            ca_file: None,
+            max_manifest: Quantity::from_bytes(l.manifest),
+            max_layer: Quantity::from_bytes(l.layer),
+            max_component: Quantity::from_bytes(l.component),
+            pull_timeout: l.pull_timeout,
+        }
+    }
+}
+
+impl RegistryConfig {
+    /// The caps as the registry client takes them.
+    pub fn limits(&self) -> wasmfn_oci::Limits {
+        wasmfn_oci::Limits {
+            manifest: self.max_manifest.bytes(),
+            layer: self.max_layer.bytes(),
+            component: self.max_component.bytes(),
+            pull_timeout: self.pull_timeout,
+        }
+    }
 }
 
 /// Sizing of the pooling allocator, which reserves its slots when the node starts.

@@ -230,20 +230,32 @@ pub fn component_layer(manifest: &[u8]) -> Result<(Manifest, Descriptor), Error>
     }
 }
 
-/// The component bytes from a layer's bytes (already digest-checked).
-pub fn component_from_layer(layer: &Descriptor, bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
+/// The component bytes from a layer's bytes (already digest-checked), at most `max` bytes of it.
+pub fn component_from_layer(layer: &Descriptor, bytes: Vec<u8>, max: u64) -> Result<Vec<u8>, Error> {
+    let too_large = || Error::TooLarge { what: format!("the component in layer {}", layer.digest), limit: max };
     if layer.media_type == WASM_LAYER || layer.media_type == SPIN_LAYER {
-        return Ok(bytes);
+        return if bytes.len() as u64 > max { Err(too_large()) } else { Ok(bytes) };
     }
     let reader: Box<dyn Read> = if layer.media_type.ends_with("gzip") {
         Box::new(flate2::read::GzDecoder::new(std::io::Cursor::new(bytes)))
     } else {
         Box::new(std::io::Cursor::new(bytes))
     };
+    // Everything inflated counts (other entries too, and tar's own headers): a gzip bomb stops at the cap.
+    let mut capped = crate::limits::CappedReader::new(reader, max.saturating_add(1 << 20));
+    let found = read_wasm_entry(&mut capped, max);
+    if capped.overflowed {
+        return Err(too_large());
+    }
+    found?.ok_or_else(|| Error::MediaType("the tar layer holds no .wasm file".into()))
+}
+
+fn read_wasm_entry(reader: &mut dyn Read, max: u64) -> Result<Option<Vec<u8>>, Error> {
+    let unreadable = |e: std::io::Error| Error::Invalid(format!("the tar layer is unreadable: {e}"));
     let mut archive = tar::Archive::new(reader);
     let mut found: Option<Vec<u8>> = None;
-    for entry in archive.entries().map_err(|e| Error::Invalid(format!("the tar layer is unreadable: {e}")))? {
-        let mut entry = entry.map_err(|e| Error::Invalid(format!("the tar layer is unreadable: {e}")))?;
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
         let is_wasm = entry.path().ok().is_some_and(|p| p.extension().is_some_and(|e| e == "wasm"));
         if !is_wasm || !entry.header().entry_type().is_file() {
             continue;
@@ -252,8 +264,11 @@ pub fn component_from_layer(layer: &Descriptor, bytes: Vec<u8>) -> Result<Vec<u8
             return Err(Error::MediaType("the tar layer holds more than one .wasm file".into()));
         }
         let mut data = Vec::new();
-        entry.read_to_end(&mut data).map_err(|e| Error::Invalid(format!("the tar layer is unreadable: {e}")))?;
+        (&mut entry).take(max.saturating_add(1)).read_to_end(&mut data).map_err(unreadable)?;
+        if data.len() as u64 > max {
+            return Err(Error::TooLarge { what: "the component in the tar layer".into(), limit: max });
+        }
         found = Some(data);
     }
-    found.ok_or_else(|| Error::MediaType("the tar layer holds no .wasm file".into()))
+    Ok(found)
 }

@@ -64,6 +64,8 @@ impl Layout {
 
     /// A blob, checked against its digest.
     pub fn blob(&self, digest: &str) -> Result<Vec<u8>, Error> {
+        // Digests come from index.json and manifests: checked before they name a file.
+        crate::check_digest(digest, "a blob of the layout")?;
         let path = self.blob_path(digest);
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         let actual = sha256_digest(&bytes);
@@ -132,7 +134,8 @@ impl Layout {
     pub fn referenced(&self) -> Result<HashSet<String>, Error> {
         let mut keep = HashSet::new();
         for entry in self.index()?.manifests {
-            if let Ok(bytes) = std::fs::read(self.blob_path(&entry.digest))
+            if crate::check_digest(&entry.digest, "a manifest").is_ok()
+                && let Ok(bytes) = std::fs::read(self.blob_path(&entry.digest))
                 && let Ok(m) = serde_json::from_slice::<Manifest>(&bytes)
             {
                 keep.insert(m.config.digest.clone());

@@ -9,10 +9,13 @@
 pub mod artifact;
 mod auth;
 mod layout;
+mod limits;
+mod manifest_get;
 
 pub use artifact::{Artifact, Format, Provenance};
 pub use auth::credentials;
 pub use layout::Layout;
+pub use limits::{Limits, check_digest};
 
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
@@ -91,6 +94,14 @@ pub enum Error {
     /// Malformed content.
     #[error("{0}")]
     Invalid(String),
+    /// A manifest, layer or component over its size limit (`Limits`).
+    #[error("{what} is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// What was too large.
+        what: String,
+        /// The limit.
+        limit: u64,
+    },
     /// Any other registry error.
     #[error("{reference}: {registry}: {message}")]
     Registry {
@@ -123,6 +134,7 @@ impl Error {
             Error::DigestMismatch { .. } => "digest-mismatch",
             Error::MediaType(_) => "media-type",
             Error::NotAComponent | Error::Invalid(_) => "invalid",
+            Error::TooLarge { .. } => "too-large",
             Error::Registry { .. } => "registry",
             Error::Io { .. } => "io",
         }
@@ -150,6 +162,8 @@ pub struct RegistryConfig {
     pub insecure: Vec<String>,
     /// Extra CA certificates (PEM) to trust besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// Caps on what a registry may send.
+    pub limits: Limits,
 }
 
 /// A pulled component.
@@ -186,6 +200,8 @@ impl Located {
 /// An OCI distribution client.
 pub struct Registry {
     client: Client,
+    manifests: manifest_get::ManifestClient,
+    limits: Limits,
 }
 
 const RETRIES: u32 = 3;
@@ -194,7 +210,7 @@ fn parse(reference: &str) -> Result<Reference, Error> {
     reference.parse::<Reference>().map_err(|e| Error::Reference { reference: reference.into(), message: e.to_string() })
 }
 
-fn classify(e: OciDistributionError, r: &Reference) -> Error {
+pub(crate) fn classify(e: OciDistributionError, r: &Reference) -> Error {
     let (registry, reference) = (r.registry().to_string(), r.whole());
     match e {
         OciDistributionError::ImageManifestNotFoundError(_) => Error::NotFound { registry, reference },
@@ -233,7 +249,7 @@ fn classify(e: OciDistributionError, r: &Reference) -> Error {
     }
 }
 
-fn source_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -274,13 +290,18 @@ impl Registry {
             extra
                 .push(oci_client::client::Certificate { encoding: oci_client::client::CertificateEncoding::Pem, data });
         }
+        let ca = extra.first().map(|c| c.data.as_slice());
+        let manifests = manifest_get::ManifestClient::new(&config.insecure, ca, &config.limits)?;
         let client = Client::new(oci_client::client::ClientConfig {
             protocol: oci_client::client::ClientProtocol::HttpsExcept(config.insecure.clone()),
             extra_root_certificates: extra,
             platform_resolver: None,
+            // Per read and per connect; `Limits::pull_timeout` bounds a whole pull.
+            read_timeout: Some(Duration::from_secs(30)),
+            connect_timeout: Some(Duration::from_secs(10)),
             ..Default::default()
         });
-        Ok(Registry { client })
+        Ok(Registry { client, manifests, limits: config.limits })
     }
 
     async fn authenticate(&self, r: &Reference, op: RegistryOperation) -> Result<RegistryAuth, Error> {
@@ -297,10 +318,9 @@ impl Registry {
     /// Resolves a tag to its manifest and returns (manifest bytes, manifest digest), checking the digest.
     async fn manifest(&self, r: &Reference, auth: &RegistryAuth) -> Result<(Vec<u8>, String), Error> {
         let accepted = [artifact::MANIFEST, artifact::DOCKER_MANIFEST];
-        let (bytes, header) = retry("manifest pull", || async {
-            self.client.pull_manifest_raw(r, auth, &accepted).await.map_err(|e| classify(e, r))
-        })
-        .await?;
+        let (bytes, header) =
+            retry("manifest pull", || async { self.manifests.get(&self.client, r, auth, &accepted).await }).await?;
+        let header = header.unwrap_or_default();
         let actual = sha256_digest(&bytes);
         let expected = r.digest().map(str::to_string).unwrap_or(header);
         if !expected.is_empty() && expected != actual {
@@ -319,16 +339,44 @@ impl Registry {
     /// Resolves `reference` and finds its component layer: (the reference pinned to the manifest digest, the
     /// layer). Nothing large is downloaded.
     pub async fn locate(&self, reference: &str) -> Result<Located, Error> {
+        self.bounded(reference, self.locate_unbounded(reference)).await
+    }
+
+    /// `op`, failing as unreachable once it has taken `Limits::pull_timeout`.
+    async fn bounded<T>(&self, reference: &str, op: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        let limit = self.limits.pull_timeout;
+        tokio::time::timeout(limit, op).await.unwrap_or_else(|_| {
+            Err(Error::Unreachable {
+                registry: registry_of(reference).unwrap_or_default(),
+                reference: reference.to_string(),
+                message: format!("the pull took longer than {limit:?}"),
+            })
+        })
+    }
+
+    async fn locate_unbounded(&self, reference: &str) -> Result<Located, Error> {
         let r = parse(reference)?;
         let auth = self.authenticate(&r, RegistryOperation::Pull).await?;
         let (manifest, manifest_digest) = self.manifest(&r, &auth).await?;
         let (_, layer) = artifact::component_layer(&manifest)?;
+        check_digest(&layer.digest, "the component layer")?;
+        if layer.size > self.limits.layer {
+            return Err(Error::TooLarge {
+                what: format!("the layer {} ({} bytes)", layer.digest, layer.size),
+                limit: self.limits.layer,
+            });
+        }
         let pinned = format!("{}/{}@{}", r.registry(), r.repository(), manifest_digest);
         Ok(Located { reference: reference.to_string(), pinned, manifest_digest, layer })
     }
 
     /// Downloads a located layer, checks its digest and returns the component in it.
     pub async fn fetch(&self, located: &Located) -> Result<Vec<u8>, Error> {
+        self.bounded(&located.reference, self.fetch_unbounded(located)).await
+    }
+
+    async fn fetch_unbounded(&self, located: &Located) -> Result<Vec<u8>, Error> {
+        check_digest(&located.layer.digest, "the component layer")?;
         let r = parse(&located.pinned)?;
         let layer = &located.layer;
         let desc = oci_client::manifest::OciDescriptor {
@@ -343,10 +391,18 @@ impl Registry {
             expected: layer.digest.clone(),
             actual,
         };
+        let too_long = || {
+            Error::Invalid(format!("the layer {} is longer than its descriptor's {} bytes", layer.digest, layer.size))
+        };
         let bytes = retry("layer pull", || async {
-            let mut out = Vec::with_capacity(layer.size.min(1 << 30) as usize);
-            self.client.pull_blob(&r, &desc, &mut out).await.map_err(|e| classify(e, &r))?;
-            Ok(out)
+            // At most the descriptor's size (itself under `Limits::layer`): a longer blob stops mid-stream.
+            let mut out = limits::CappedVec::new(layer.size.min(self.limits.layer));
+            let overflowed = out.overflowed.clone();
+            match self.client.pull_blob(&r, &desc, &mut out).await {
+                Ok(()) => Ok(out.buf),
+                Err(_) if overflowed.load(std::sync::atomic::Ordering::Relaxed) => Err(too_long()),
+                Err(e) => Err(classify(e, &r)),
+            }
         })
         .await
         .map_err(|e| match e {
@@ -358,7 +414,7 @@ impl Registry {
         if actual != layer.digest {
             return Err(mismatch(actual));
         }
-        artifact::component_from_layer(layer, bytes)
+        artifact::component_from_layer(layer, bytes, self.limits.component)
     }
 
     /// Pulls the component `reference` names.

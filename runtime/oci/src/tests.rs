@@ -30,7 +30,7 @@ fn the_cncf_layout_lists_the_components_interfaces() {
     assert_eq!(config["layerDigests"][0], sha256_digest(&wasm));
     assert_eq!(config["component"]["imports"][0], "wasi:cli/environment@0.2.0");
     assert_eq!(config["component"]["exports"][0], "wasi:http/incoming-handler@0.2.0");
-    assert_eq!(component_from_layer(&layer, a.layer.clone()).unwrap(), wasm);
+    assert_eq!(component_from_layer(&layer, a.layer.clone(), 1 << 30).unwrap(), wasm);
 }
 
 #[test]
@@ -39,7 +39,7 @@ fn the_plain_image_form_round_trips_through_its_tar_layer() {
     let a = build(&wasm, Format::Image, &Provenance { title: "hello.wasm".into(), ..Default::default() }).unwrap();
     let (m, layer) = component_layer(&a.manifest).unwrap();
     assert_eq!((m.config.media_type.as_str(), layer.media_type.as_str()), (IMAGE_CONFIG, TAR_LAYER));
-    assert_eq!(component_from_layer(&layer, a.layer).unwrap(), wasm);
+    assert_eq!(component_from_layer(&layer, a.layer, 1 << 30).unwrap(), wasm);
 }
 
 #[test]

@@ -31,6 +31,7 @@ impl Puller {
             config: wasmfn_oci::RegistryConfig {
                 insecure: config.registry.insecure.clone(),
                 ca_file: config.registry.ca_file.clone(),
+                limits: config.registry.limits(),
             },
             registry: OnceLock::new(),
             pulling: Mutex::default(),
@@ -74,7 +75,11 @@ impl Puller {
         };
         let _turn = gate.lock().await;
         // A wasm layer is the component; a tar layer's component digest was recorded when it was first fetched.
-        let record = self.layers.join(located.layer.digest.trim_start_matches("sha256:"));
+        // The layer digest names the record only once parsed (wasmfn-oci checked it too): never a path.
+        let layer = Digest::parse(&located.layer.digest).ok_or_else(|| {
+            wasmfn_oci::Error::Invalid(format!("the layer digest {:?} is not sha256:<64 hex>", located.layer.digest))
+        })?;
+        let record = self.layers.join(layer.hex());
         let known = if located.layer_is_component() {
             Some(located.layer.digest.clone())
         } else {

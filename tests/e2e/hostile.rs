@@ -1,0 +1,97 @@
+//! Hostile input (issue 17): a scripted registry (`tests/support/fake_registry.rs`) answers what a real one never
+//! would. Each deploy must fail with a 422 that names the problem, the node's memory must stay bounded, and the
+//! node must keep serving.
+
+use std::io::Write;
+use wasmfn_tests::fake_registry::{Answer, FakeRegistry, MANIFEST, digest, manifest};
+use wasmfn_tests::node::{NodeProc, use_binary};
+
+const WASM_LAYER: &str = "application/wasm";
+const TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Far above an idle node (~15–40 MiB) and far below what any of these attacks would take unchecked.
+const RSS_BOUND: u64 = 300 << 20;
+
+fn start(registry: &FakeRegistry, extra: &str) -> (tempfile::TempDir, NodeProc) {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[registry]\ninsecure = [\"{}\"]\n{extra}", registry.addr);
+    let node = NodeProc::start(dir.path(), &config);
+    (dir, node)
+}
+
+fn image_manifest(name: &str, image: &str) -> String {
+    format!("apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {name}\nspec:\n  image: {image}\n")
+}
+
+/// Deploys `image` and returns the error message of the 422 the node must answer.
+async fn refused(node: &NodeProc, name: &str, image: &str) -> String {
+    let (status, body) = node.deploy(&image_manifest(name, image)).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"].as_str().unwrap_or_default().to_string();
+    assert!(node.rss_bytes() < RSS_BOUND, "RSS {} after {name}: {message}", node.rss_bytes());
+    let (health, _, _) = node.get(&format!("http://{}/healthz", node.admin)).await;
+    assert_eq!(health, 200, "the node keeps serving");
+    message
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_like_layer_digests_never_become_paths() {
+    let reg = FakeRegistry::start().await;
+    let (_dir, node) = start(&reg, "");
+    // The attack that grew a node to 17.9 GB: a tar layer's digest was joined into a path and read.
+    for (tag, media_type, layer) in
+        [("tar", TAR_GZIP, "sha256:/dev/zero"), ("wasm", WASM_LAYER, "sha256:../../../../etc/passwd")]
+    {
+        reg.manifest("evil", tag, Answer::Bytes(MANIFEST, manifest(media_type, layer, 100)));
+        let message = refused(&node, &format!("digest-{tag}"), &reg.reference("evil", tag)).await;
+        assert!(message.contains("invalid digest"), "{message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_longer_than_its_descriptor_stops_at_the_descriptor() {
+    let reg = FakeRegistry::start().await;
+    let (_dir, node) = start(&reg, "");
+    let small = digest(b"0123456789");
+    reg.manifest("long", "v1", Answer::Bytes(MANIFEST, manifest(WASM_LAYER, &small, 10)));
+    // An endless body behind a 10-byte descriptor.
+    reg.blob("long", &small, Answer::Zeros("application/octet-stream", u64::MAX));
+    let message = refused(&node, "long", &reg.reference("long", "v1")).await;
+    assert!(message.contains("longer than its descriptor's 10 bytes"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_descriptors_manifests_and_gzip_bombs_are_refused() {
+    let reg = FakeRegistry::start().await;
+    let (_dir, node) = start(&reg, "max-component = \"8Mi\"\n");
+
+    // A layer that says it is 10 GiB: refused before any download (the blob is not even scripted).
+    let huge = format!("sha256:{}", "ab".repeat(32));
+    reg.manifest("big", "v1", Answer::Bytes(MANIFEST, manifest(WASM_LAYER, &huge, 10 << 30)));
+    let message = refused(&node, "big-layer", &reg.reference("big", "v1")).await;
+    assert!(message.contains("larger than the limit of 268435456 bytes"), "{message}");
+
+    // An endless manifest (the limit is 4 MiB).
+    reg.manifest("big", "manifest", Answer::Zeros(MANIFEST, u64::MAX));
+    let message = refused(&node, "big-manifest", &reg.reference("big", "manifest")).await;
+    assert!(message.contains("manifest") && message.contains("larger than the limit"), "{message}");
+
+    // A gzip bomb: 160 KiB on the wire, a 128 MiB .wasm entry inside; the limit here is 8 MiB.
+    let bomb = {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best()));
+        let size = 128u64 << 20;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "bomb.wasm", std::io::Read::take(std::io::repeat(0), size)).unwrap();
+        let mut gz = tar.into_inner().unwrap();
+        gz.flush().unwrap();
+        gz.finish().unwrap()
+    };
+    let layer = digest(&bomb);
+    reg.manifest("bomb", "v1", Answer::Bytes(MANIFEST, manifest(TAR_GZIP, &layer, bomb.len() as u64)));
+    reg.blob("bomb", &layer, Answer::Bytes("application/octet-stream", bomb));
+    let message = refused(&node, "bomb", &reg.reference("bomb", "v1")).await;
+    assert!(message.contains("larger than the limit of 8388608 bytes"), "{message}");
+}
