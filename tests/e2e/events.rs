@@ -352,3 +352,33 @@ async fn nats_messages_are_delivered_at_least_once_across_a_node_crash() {
     node.wait_for_log("reads `orders.>`, not `orders.new.>`", Duration::from_secs(30)).await;
     drop(nats);
 }
+
+/// The hop count is the node's: an event from outside that claims `wasmfnhops: -1000000000` (which made a
+/// reply loop endless) or `15` (which would cut a chain short) starts at 0 like any other, and a function that
+/// replies to its own events runs exactly once plus 16 replies.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_hop_counts_neither_lengthen_nor_shorten_a_reply_chain() {
+    let d = dir();
+    let node = NodeProc::start(d.path(), "");
+    node.deploy_ok(&function("looper", &[("REPLY_TYPE", "loop")], Some("events: {filter: {exact: {type: loop}}}")))
+        .await;
+    for (id, forged) in [("neg", "-1000000000"), ("high", "15")] {
+        let headers = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", id),
+            ("ce-source", "/test"),
+            ("ce-type", "loop"),
+            ("ce-wasmfnhops", forged),
+        ];
+        let (status, body) = post(&node, "text/plain", "go", &headers).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let chain = |all: &[Seen], id: &str| all.iter().filter(|s| s.function == "looper" && s.id().ends_with(id)).count();
+    eventually(Duration::from_secs(60), "both chains stopped at the limit", || async {
+        let logs = node.logs();
+        (logs.matches("replies in a row (a loop?)").count() == 2).then_some(())
+    })
+    .await;
+    let all = seen(&node.logs());
+    assert_eq!((chain(&all, "neg"), chain(&all, "high")), (17, 17), "the original and 16 replies each");
+}

@@ -2,7 +2,7 @@
 //! against the namespace's broker triggers and hands each match to a delivery task; replies come back here.
 
 use super::delivery::Target;
-use super::{EventBus, attribute};
+use super::{EventBus, HOPS, attribute, entering, hops};
 use crate::executor::{ResponseBody, full, json_error};
 use bytes::Bytes;
 use cloudevents::{AttributesReader, Event};
@@ -13,9 +13,7 @@ use std::sync::Arc;
 /// Largest request the broker accepts.
 const MAX_EVENT_BODY: usize = 10 << 20;
 /// Replies feeding replies: an event that has gone through this many functions is not published again.
-const MAX_HOPS: i64 = 16;
-/// The extension counting how many replies led to an event.
-const HOPS: &str = "wasmfnhops";
+const MAX_HOPS: u32 = 16;
 
 /// Parses a broker request: one event (binary or structured mode) or a batch.
 fn parse(headers: &http::HeaderMap, body: Bytes) -> Result<Vec<Event>, String> {
@@ -26,9 +24,9 @@ fn parse(headers: &http::HeaderMap, body: Bytes) -> Result<Vec<Event>, String> {
         if events.is_empty() {
             return Err("the batch holds no event".into());
         }
-        return Ok(events);
+        return Ok(events.into_iter().map(entering).collect());
     }
-    cloudevents::binding::http::to_event(headers, body.to_vec()).map(|e| vec![e]).map_err(|e| {
+    cloudevents::binding::http::to_event(headers, body.to_vec()).map(|e| vec![entering(e)]).map_err(|e| {
         format!(
             "not a CloudEvent: {e} (send binary mode with ce-specversion, ce-id, ce-source and ce-type headers, \
              structured mode as application/cloudevents+json, or a batch as application/cloudevents-batch+json)"
@@ -155,12 +153,12 @@ impl EventBus {
 
     /// Publishes a function's reply to its namespace's broker, unless it has gone round too often.
     pub(super) fn publish_reply(self: &Arc<Self>, namespace: &str, mut reply: Event, cause: &Event) {
-        let hops = attribute(cause, HOPS).and_then(|h| h.parse::<i64>().ok()).unwrap_or(0) + 1;
+        let hops = hops(cause).saturating_add(1);
         if hops > MAX_HOPS {
             tracing::warn!(namespace, id = reply.id(), "reply not published: {MAX_HOPS} replies in a row (a loop?)");
             return;
         }
-        reply.set_extension(HOPS, hops);
+        reply.set_extension(HOPS, i64::from(hops));
         self.publish(namespace, reply);
     }
 }

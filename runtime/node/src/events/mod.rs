@@ -58,6 +58,21 @@ impl EventBus {
     }
 }
 
+/// The extension counting how many function replies led to an event. Only the node sets it.
+pub(crate) const HOPS: &str = "wasmfnhops";
+
+/// An event entering from outside the node (the broker's HTTP intake, a NATS message) starts with no hops,
+/// whatever it claims: a forged count must neither lengthen nor shorten a reply chain.
+pub(crate) fn entering(mut event: Event) -> Event {
+    event.remove_extension(HOPS);
+    event
+}
+
+/// The hop count the node set on `event` (0 when absent; never negative).
+pub(crate) fn hops(event: &Event) -> u32 {
+    attribute(event, HOPS).and_then(|h| h.parse::<u32>().ok()).unwrap_or(0)
+}
+
 /// An attribute or extension of an event by its CloudEvents name.
 pub(crate) fn attribute<'a>(e: &'a Event, name: &str) -> Option<Cow<'a, str>> {
     Some(match name {

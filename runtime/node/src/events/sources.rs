@@ -251,7 +251,7 @@ fn nats_event(msg: &async_nats::jetstream::Message, stream: &str) -> Event {
         || headers.get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/cloudevents+json"))
     {
         match cloudevents::binding::http::to_event(&headers, msg.payload.to_vec()) {
-            Ok(e) => return e,
+            Ok(e) => return super::entering(e),
             Err(e) => {
                 tracing::warn!(subject = %msg.subject, "a NATS message looks like a CloudEvent but is not one ({e}); wrapping it")
             }
