@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use wasmfn_tests::fake_registry::{Answer, FakeRegistry, MANIFEST, digest, manifest};
-use wasmfn_tests::node::{NodeProc, use_binary};
+use wasmfn_tests::node::{NodeProc, Options, use_binary};
 
 const WASM_LAYER: &str = "application/wasm";
 const TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -94,4 +94,58 @@ async fn oversized_descriptors_manifests_and_gzip_bombs_are_refused() {
     reg.blob("bomb", &layer, Answer::Bytes("application/octet-stream", bomb));
     let message = refused(&node, "bomb", &reg.reference("bomb", "v1")).await;
     assert!(message.contains("larger than the limit of 8388608 bytes"), "{message}");
+}
+
+/// The admin API reads a component path only as a bounded regular file: a device or a FIFO is refused at once
+/// (reading either would never end), and a file over `max-component` before it is read.
+#[tokio::test(flavor = "multi_thread")]
+async fn component_paths_that_never_end_are_refused() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), "[registry]\nmax-component = \"1Mi\"\n");
+    let fifo = dir.path().join("fifo.wasm");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let big = dir.path().join("big.wasm");
+    std::fs::write(&big, vec![0u8; 2 << 20]).unwrap();
+    for (name, path, expected) in [
+        ("zero", "/dev/zero", "not a regular file"),
+        ("fifo", fifo.to_str().unwrap(), "not a regular file"),
+        ("big", big.to_str().unwrap(), "over the limit of 1048576"),
+    ] {
+        let manifest = format!(
+            "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {name}\nspec:\n  component: {path}\n"
+        );
+        let (status, body) = node.deploy(&manifest).await;
+        assert_eq!(status, 422, "{name}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+    assert!(node.rss_bytes() < RSS_BOUND);
+}
+
+/// With an admin token, `/metrics` (which names every tenant's functions) needs it too; the probes do not.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_need_the_admin_token_and_probes_do_not() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let dir = tempfile::tempdir().unwrap();
+    let opts =
+        Options { config: "admin-token = \"s3cret\"\n".into(), token: Some("s3cret".into()), ..Default::default() };
+    let node = NodeProc::start_with(dir.path(), opts);
+    let anonymous = reqwest::Client::new();
+    let url = |p: &str| format!("http://{}{p}", node.admin);
+    for (path, want) in [("/metrics", 401), ("/healthz", 200), ("/readyz", 200)] {
+        assert_eq!(anonymous.get(url(path)).send().await.unwrap().status().as_u16(), want, "{path}");
+    }
+    let wrong = anonymous.get(url("/metrics")).bearer_auth("s3creT").send().await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(node.metrics().await.contains("wasmfn_"), "the token holder reads them");
+
+    // For scrapers that cannot send a token, public-metrics opens /metrics (and nothing else).
+    let dir = tempfile::tempdir().unwrap();
+    let config = "admin-token = \"s3cret\"\npublic-metrics = true\n".into();
+    let node = NodeProc::start_with(dir.path(), Options { config, token: Some("s3cret".into()), ..Default::default() });
+    let url = |p: &str| format!("http://{}{p}", node.admin);
+    assert_eq!(anonymous.get(url("/metrics")).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(anonymous.get(url("/v1/functions")).send().await.unwrap().status().as_u16(), 401);
 }

@@ -251,7 +251,13 @@ impl NodeProc {
 
     /// The Prometheus text.
     pub async fn metrics(&self) -> String {
-        self.client.get(self.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("metrics body")
+        self.admin_req(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
     }
 
     /// The value of the first series named `name` whose line contains every `needle`; panics when there is

@@ -17,6 +17,9 @@ pub struct NodeConfig {
     /// Bearer token for the admin API; required when `admin-listen` is not a loopback address.
     /// `WASMFN_ADMIN_TOKEN` overrides it.
     pub admin_token: Option<String>,
+    /// `/metrics` without the admin token (it names every tenant's functions): for scrapers that cannot send
+    /// one. `WASMFN_PUBLIC_METRICS=true` sets it.
+    pub public_metrics: bool,
     /// Where the function table, the component blobs and the AOT cache live.
     pub data_dir: PathBuf,
     /// Where compiled code is cached instead of `<data-dir>/aot`. Nodes may share one: entries are keyed by
@@ -133,6 +136,7 @@ impl Default for NodeConfig {
             listen: ([127, 0, 0, 1], 8080).into(),
             admin_listen: ([127, 0, 0, 1], 8081).into(),
             admin_token: None,
+            public_metrics: false,
             data_dir: PathBuf::from("wasmfn-data"),
             aot_dir: None,
             default_function: None,
@@ -224,6 +228,12 @@ impl NodeConfig {
     }
 
     /// The admin token, from the environment or the file.
+    /// Whether `/metrics` is open to anyone on the admin port.
+    pub fn metrics_are_public(&self) -> bool {
+        self.public_metrics || std::env::var("WASMFN_PUBLIC_METRICS").is_ok_and(|v| v == "true" || v == "1")
+    }
+
+    /// The admin token: `WASMFN_ADMIN_TOKEN`, else `admin-token`.
     pub fn token(&self) -> Option<String> {
         std::env::var("WASMFN_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| self.admin_token.clone())
     }

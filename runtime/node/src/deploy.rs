@@ -118,10 +118,11 @@ impl Node {
             Some(dir) => dir.join(&component),
             None => PathBuf::from(&component),
         };
-        let bytes =
-            tokio::fs::read(&path).await.map_err(|source| Error::ComponentFile { path: path.clone(), source })?;
-        // Parsing and hashing a large component would stall the ingress on a runtime thread.
+        let max = self.inner.config.registry.max_component.bytes();
+        // Reading, parsing and hashing a large component would stall the ingress on a runtime thread.
         let (bytes, digest) = tokio::task::spawn_blocking(move || {
+            let bytes = read_component_file(&path, max)
+                .map_err(|source| Error::ComponentFile { path: path.clone(), source })?;
             validate::check_component(&bytes).map_err(|e| e.for_file(&path))?;
             let digest = Digest::of(&bytes);
             Ok::<_, Error>((bytes, digest))
@@ -158,4 +159,29 @@ impl Node {
         // SAFETY: the caller's guarantee, passed on.
         unsafe { self.inner.code.import_compiled(digest, compiled) }.await
     }
+}
+
+/// Reads a component file named by a manifest: a regular file (not a device, FIFO or socket, which could
+/// block or never end), at most `max` bytes. Opened without blocking and checked on the open file, so a path
+/// swapped after a check cannot slip through.
+fn read_component_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, over the limit of {max} (registry.max-component)",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!("larger than the limit of {max} bytes (registry.max-component)")));
+    }
+    Ok(bytes)
 }
