@@ -487,3 +487,28 @@ async fn the_cli_finds_a_running_wasmfn_up() {
     assert!(stdout.lines().any(|l| l.starts_with("uphello-1 ")), "{stdout}");
     drop(node);
 }
+
+/// Rollouts judge the revision, not the crowd: a flood past `maxConcurrency`/`maxQueue` gets 503s from
+/// admission, which say nothing about the canary and must not roll it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_flooded_past_its_queue_is_not_rolled_back() {
+    let d = dir();
+    let node = Arc::new(NodeProc::start(d.path(), ""));
+    let extra = "  rollout: {steps: 2, duration: 10m, maxErrorRate: 0.1, minRequests: 10}\n  scaling:\n    maxConcurrency: 1\n    maxQueue: 1\n    queueTimeout: 20ms\n";
+    node.deploy_ok(&version("fl", "v1", extra)).await;
+    let deployed = node.deploy_ok(&version("fl", "v2", extra)).await;
+    assert_eq!(deployed["function"]["rollout"]["percent"], 50, "{deployed}");
+
+    let seen = count(&node, &node.url("default", "fl", "/sleep?ms=100"), None, 60, 12).await;
+    let refused = seen.get(&(503, "fl-2".to_string())).copied().unwrap_or(0);
+    assert!(refused >= 10, "the flood reached the canary past its queue: {seen:?}");
+
+    let canary = revisions(&node, "fl").await.into_iter().find(|r| r["name"] == "fl-2").unwrap();
+    let served = seen.get(&(200, "fl-2".to_string())).copied().unwrap_or(0) as u64;
+    assert_eq!(canary["errors"], 0, "admission 503s are not the revision's errors: {canary}");
+    assert_eq!(canary["requests"].as_u64(), Some(served), "only what the revision served counts: {canary}");
+    let f = function(&node, "fl").await;
+    assert_ne!(f["rollout"]["state"], "RolledBack", "{f}");
+    // The 503s still show in the metrics.
+    assert!(node.metric("wasmfn_requests_total", &["function=\"fl\"", "code=\"503\""]).await >= refused as f64);
+}

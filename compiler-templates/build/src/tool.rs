@@ -17,6 +17,14 @@ const SCRUBBED: &[&str] = &[
     "NODE_OPTIONS",
     "PYTHONPATH",
     "PYTHONHOME",
+    // Credentials of the build itself (the S3 source, the registry, the node): build scripts, npm and pip
+    // hooks run the user's code, which must not read them.
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "WASMFN_REGISTRY_USER",
+    "WASMFN_REGISTRY_PASSWORD",
+    "WASMFN_ADMIN_TOKEN",
 ];
 
 /// Runs `cmd` as part of `step`; returns its stdout. A failure carries stderr (and stdout when it is not
@@ -58,4 +66,21 @@ pub(crate) fn run(step: &Step, cmd: &mut Command, stdout_is_data: bool) -> Resul
         output = format!("`{program}` exited with {status}");
     }
     Err(BuildError::Failed { step: step.name().to_string(), output })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toolchains_never_see_the_builds_credentials() {
+        let progress = crate::Progress::quiet();
+        let step = progress.step("probe");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo ${AWS_SECRET_ACCESS_KEY:-none} ${AWS_ACCESS_KEY_ID:-none} ${KEPT:-none}"])
+            .env("AWS_SECRET_ACCESS_KEY", "s3cret")
+            .env("AWS_ACCESS_KEY_ID", "AKIA")
+            .env("KEPT", "yes");
+        assert_eq!(run(&step, &mut cmd, true).unwrap().trim(), "none none yes");
+    }
 }

@@ -93,6 +93,50 @@ fn check_link(entry: &Path, target: &Path) -> Result<(), SourceError> {
     Ok(())
 }
 
+/// Refuses a symlink whose target goes through a symlink already extracted (`d -> sub/l1/..` where
+/// `sub/l1 -> ..`): each link is checked on its own lexically, so a chain could reach outside the folder.
+fn check_chain(dest: &Path, entry: &Path, target: &Path) -> Result<(), SourceError> {
+    let mut at = entry.parent().map(Path::to_path_buf).unwrap_or_default();
+    for c in target.components() {
+        match c {
+            Component::Normal(n) => {
+                at.push(n);
+                if std::fs::symlink_metadata(dest.join(&at)).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(SourceError::UnsafeArchive {
+                        entry: entry.display().to_string(),
+                        reason: format!(
+                            "symlink to `{}` goes through the symlink `{}`",
+                            target.display(),
+                            at.display()
+                        ),
+                    });
+                }
+            }
+            Component::ParentDir => {
+                at.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to write `name` through a symlink extracted earlier (one of its parent folders is a link).
+fn check_no_link_above(dest: &Path, name: &Path) -> Result<(), SourceError> {
+    let mut at = PathBuf::new();
+    let parents: Vec<_> = name.components().collect();
+    for c in parents.iter().take(parents.len().saturating_sub(1)) {
+        at.push(c);
+        if std::fs::symlink_metadata(dest.join(&at)).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(SourceError::UnsafeArchive {
+                entry: name.display().to_string(),
+                reason: format!("written through the symlink `{}`", at.display()),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn untar(
     reader: impl Read,
     dest: &Path,
@@ -119,6 +163,7 @@ fn untar(
                     safe_path(&target)?;
                 } else {
                     check_link(&name, &target)?;
+                    check_chain(dest, &name, &target)?;
                 }
             }
             // Devices and FIFOs have no place in a function folder.
@@ -127,6 +172,7 @@ fn untar(
         if name.as_os_str().is_empty() {
             continue;
         }
+        check_no_link_above(dest, &name)?;
         // `unpack_in` also refuses to write through a symlink that leaves `dest`.
         if !entry.unpack_in(dest).map_err(io)? {
             return Err(SourceError::UnsafeArchive { entry: name.display().to_string(), reason: "outside".into() });
@@ -149,6 +195,7 @@ fn unzip(
         if name.as_os_str().is_empty() {
             continue;
         }
+        check_no_link_above(dest, &name)?;
         let target = dest.join(&name);
         let io = |e| SourceError::io(&target, e);
         if file.is_dir() {
@@ -162,6 +209,7 @@ fn unzip(
             let mut link = String::new();
             file.by_ref().take(4096).read_to_string(&mut link).map_err(io)?;
             check_link(&name, Path::new(&link))?;
+            check_chain(dest, &name, Path::new(&link))?;
             std::os::unix::fs::symlink(&link, &target).map_err(io)?;
             continue;
         }

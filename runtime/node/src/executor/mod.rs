@@ -43,6 +43,11 @@ pub(crate) struct Executor {
     idle: Arc<IdleBudget>,
 }
 
+/// Marks a response the node gave before the revision ran (admission, body limits): counted in the metrics,
+/// never in the revision's rollout health.
+#[derive(Clone, Copy)]
+struct NotTheRevision;
+
 impl Executor {
     pub(crate) fn new(
         code: Arc<CodeStore>,
@@ -72,9 +77,13 @@ impl Executor {
         revision.stats.count(status);
         let elapsed = started.elapsed();
         revision.stats.latency.observe(elapsed.as_secs_f64());
-        revision.counters.record(status, elapsed);
-        if resp.status().is_server_error() {
-            self.alarm.server_error();
+        // Rollouts judge the revision, not the crowd: a request turned away before the revision ran (admission
+        // 503s under a flood, unreadable bodies) says nothing about it and is not in its counters.
+        if resp.extensions_mut().remove::<NotTheRevision>().is_none() {
+            revision.counters.record(status, elapsed);
+            if resp.status().is_server_error() {
+                self.alarm.server_error();
+            }
         }
         revision.touch();
         let headers = resp.headers_mut();
@@ -99,13 +108,17 @@ impl Executor {
         let (mut parts, body) = req.into_parts();
         let body = match bounded_body(&parts.headers, body, revision, deadline).await {
             Ok(b) => b,
-            Err(resp) => return resp,
+            Err(mut resp) => {
+                resp.extensions_mut().insert(NotTheRevision);
+                return resp;
+            }
         };
         let admitted = match self.admission.admit(&revision.gate).await {
             Ok(a) => a,
             Err(reason) => {
                 let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, reason.message(), serde_json::json!({}));
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.extensions_mut().insert(NotTheRevision);
                 return resp;
             }
         };

@@ -128,3 +128,38 @@ fn a_missing_file_is_named() {
     let err = unpack(Path::new("/nonexistent/archive"), Path::new("/tmp/x"), "s3://b/k", 1).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/archive"), "{err}");
 }
+
+/// Each link of a chain is inside the folder on its own (`sub/l1 -> ..`, `d -> sub/l1/..`), but together they
+/// reach its parent, and `d/x` would be written there. Chains are refused, in zip and tar alike.
+#[test]
+fn symlink_chains_are_refused_and_nothing_is_written_outside() {
+    let chain_zip = {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        w.add_directory("sub/", options).unwrap();
+        w.add_symlink("sub/l1", "..", options).unwrap();
+        w.add_symlink("d", "sub/l1/..", options).unwrap();
+        w.start_file("d/x", options).unwrap();
+        w.write_all(b"escaped").unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    let chain_tar = targz(&[
+        ("sub", Directory, "", b""),
+        ("sub/l1", Symlink, "..", b""),
+        ("d", Symlink, "sub/l1/..", b""),
+        ("d/x", Regular, "", b"escaped"),
+    ]);
+    for bytes in [chain_zip, chain_tar] {
+        let (dir, result) = unpacked(&bytes, 1 << 20);
+        let err = match result {
+            Err(e @ SourceError::UnsafeArchive { .. }) => e.to_string(),
+            other => panic!("expected an unsafe-archive error, got {other:?}"),
+        };
+        assert!(err.contains("goes through the symlink `sub/l1`"), "{err}");
+        assert!(!dir.path().join("x").exists(), "nothing lands beside the folder");
+    }
+    // A write through a plain link inside the folder is refused too.
+    let through = targz(&[("real", Directory, "", b""), ("l", Symlink, "real", b""), ("l/f", Regular, "", b"x")]);
+    let err = unsafe_entry(&through);
+    assert!(err.contains("written through the symlink `l`"), "{err}");
+}
