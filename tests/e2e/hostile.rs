@@ -149,3 +149,50 @@ async fn metrics_need_the_admin_token_and_probes_do_not() {
     assert_eq!(anonymous.get(url("/metrics")).send().await.unwrap().status().as_u16(), 200);
     assert_eq!(anonymous.get(url("/v1/functions")).send().await.unwrap().status().as_u16(), 401);
 }
+
+/// Slowloris: connections that send nothing, half a request head or half the h2c preface, on the ingress and
+/// on the admin listener, are closed within `header-timeout` (1 s here), while `/healthz` keeps answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_trickling_connections_are_closed_on_every_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), "header-timeout = \"1s\"\n");
+    let mut held = Vec::new();
+    for addr in [node.ingress, node.admin] {
+        for opening in [&b""[..], b"GET / HTTP/1.1\r\nHost: x\r\n", b"PRI * HTTP/2.0\r\n"] {
+            for _ in 0..5 {
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                s.write_all(opening).await.unwrap();
+                held.push((addr, String::from_utf8_lossy(opening).to_string(), s));
+            }
+        }
+    }
+    // A keep-alive connection that went idle after its request.
+    for addr in [node.ingress, node.admin] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).await.unwrap();
+        assert!(first.starts_with(b"HTTP/1.1"), "{}", String::from_utf8_lossy(&first));
+        held.push((addr, "a request, then nothing".to_string(), s));
+    }
+    let (status, _, _) = node.get(&format!("http://{}/healthz", node.admin)).await;
+    assert_eq!(status, 200, "the admin API answers while 15 slow connections are open on it");
+    for (addr, opening, mut s) in held {
+        let mut buf = [0u8; 512];
+        // Closed by the node: EOF (possibly after a 408), or a reset. The bound is generous; the timeout is 1 s.
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{addr} kept a connection that sent {opening:?} open");
+    }
+    let (status, _, _) = node.get(&format!("http://{}/healthz", node.admin)).await;
+    assert_eq!(status, 200);
+}

@@ -36,6 +36,12 @@ pub struct NodeConfig {
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// A connection (ingress or admin) must send a complete request head this soon after it opens or after
+    /// its previous request; idle HTTP/2 connections are pinged this often.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Ingress connections open at once; past it, accepting waits until one closes.
+    pub max_connections: usize,
     /// Let guests' outgoing HTTP reach loopback addresses (off: the admin API listens there).
     pub allow_loopback_egress: bool,
     /// Instance pool sizing.
@@ -143,6 +149,8 @@ impl Default for NodeConfig {
             domain: "localhost".into(),
             idle_ttl: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
             allow_loopback_egress: false,
             pool: PoolConfig::default(),
             guest_log: GuestLogConfig::default(),

@@ -20,6 +20,7 @@ mod blobs;
 pub mod cluster;
 mod code;
 mod config;
+mod conn;
 mod counters;
 mod deploy;
 mod engine;

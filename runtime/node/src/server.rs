@@ -2,13 +2,15 @@
 //! goes to `ingress.rs`), axum on the admin API, the node's background tasks, and a graceful shutdown that
 //! stops accepting and lets in-flight requests finish up to a deadline.
 
+use crate::conn::ConnLimits;
 use crate::node::Node;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
+
+/// Connections the admin listener holds at once.
+const ADMIN_CONNECTIONS: usize = 256;
 
 /// Bound but not yet serving listeners, so callers learn the addresses (port 0 picks a free port).
 pub struct Listeners {
@@ -57,51 +59,29 @@ impl Node {
             async move { node.warm_up().await }
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let limits = ConnLimits::new(self.config().header_timeout, self.config().max_connections);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
         let admin = listeners.admin.map(|admin| {
-            let router = crate::admin::router(self.clone());
-            let mut stop = stop_rx.clone();
+            let service = hyper_util::service::TowerToHyperService::new(crate::admin::router(self.clone()));
+            // A slot pool of its own: a flood on the ingress never locks out probes and operators.
+            let limits = ConnLimits::new(self.config().header_timeout, ADMIN_CONNECTIONS);
+            let stop = stopped(stop_rx.clone());
             tokio::spawn(async move {
-                let _ = axum::serve(admin, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
+                let graceful = GracefulShutdown::new();
+                crate::conn::accept_loop("admin", &admin, &limits, &graceful, service, stop).await;
+                graceful.shutdown().await;
             })
         });
 
         let graceful = GracefulShutdown::new();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // With a timer, hyper drops HTTP/1 connections that do not send a complete head within 30 s.
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(std::time::Duration::from_secs(30));
-        builder.http2().timer(TokioTimer::new());
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, _peer) = tokio::select! {
-                accepted = listeners.ingress.accept() => match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and the like: keep serving the connections we have.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let node = self.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let node = node.clone();
-                async move { Ok::<_, std::convert::Infallible>(crate::ingress::handle(node, req).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            });
-        }
+        let node = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let node = node.clone();
+            async move { Ok::<_, std::convert::Infallible>(crate::ingress::handle(node, req).await) }
+        });
+        crate::conn::accept_loop("ingress", &listeners.ingress, &limits, &graceful, service, shutdown).await;
 
         tracing::info!("shutting down: no new connections; draining in-flight requests");
         drop(listeners.ingress);

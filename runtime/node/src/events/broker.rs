@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 /// Largest request the broker accepts.
 const MAX_EVENT_BODY: usize = 10 << 20;
+/// Longest the broker waits for a request's body (a trickling client holds a connection, not the broker).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Replies feeding replies: an event that has gone through this many functions is not published again.
 const MAX_HOPS: u32 = 16;
 
@@ -49,11 +51,15 @@ impl EventBus {
             );
         }
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_EVENT_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
+        let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_EVENT_BODY).collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) => {
                 let msg = format!("cannot read the events: {e}");
                 return json_error(StatusCode::BAD_REQUEST, &msg, serde_json::json!({}));
+            }
+            Err(_) => {
+                let msg = format!("the events did not arrive within {BODY_TIMEOUT:?}");
+                return json_error(StatusCode::REQUEST_TIMEOUT, &msg, serde_json::json!({}));
             }
         };
         let events = match parse(&parts.headers, body) {
