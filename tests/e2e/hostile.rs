@@ -28,7 +28,10 @@ async fn refused(node: &NodeProc, name: &str, image: &str) -> String {
     let (status, body) = node.deploy(&image_manifest(name, image)).await;
     assert_eq!(status, 422, "{body}");
     let message = body["error"].as_str().unwrap_or_default().to_string();
-    assert!(node.rss_bytes() < RSS_BOUND, "RSS {} after {name}: {message}", node.rss_bytes());
+    let rss = node.rss_bytes();
+    // RELIABILITY.md quotes these lines (`--nocapture`).
+    println!("hostile {name}: {status} {message:?}, node RSS {:.1} MiB", rss as f64 / (1 << 20) as f64);
+    assert!(rss < RSS_BOUND, "RSS {rss} after {name}: {message}");
     let (health, _, _) = node.get(&format!("http://{}/healthz", node.admin)).await;
     assert_eq!(health, 200, "the node keeps serving");
     message
