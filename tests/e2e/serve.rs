@@ -243,14 +243,37 @@ async fn guests_cannot_reach_loopback_unless_allowed() {
         node.url("default", "fetcher", &format!("/fetch?authority={authority}&path=/healthz"))
     };
     // The admin API listens on loopback: a guest must not be able to deploy or delete functions.
-    for authority in [node.admin.to_string(), format!("localhost:{}", node.admin.port()), "169.254.169.254".into()] {
+    // Nor private, CGNAT or metadata addresses, in any spelling.
+    for authority in [
+        node.admin.to_string(),
+        format!("localhost:{}", node.admin.port()),
+        "169.254.169.254".into(),
+        "10.0.0.1:80".into(),
+        "100.100.100.200".into(),
+        "[fd00:ec2::254]:80".into(),
+        format!("[::ffff:127.0.0.1]:{}", node.admin.port()),
+    ] {
         let (status, _, body) = node.get(&target(&node, authority.clone())).await;
         assert_eq!(status, 502, "{authority}: {body}");
         assert!(body.contains("DestinationIpProhibited"), "{authority}: {body}");
     }
+    // A name that does not resolve fails closed.
+    let (status, _, body) = node.get(&target(&node, "no-such-host.invalid".into())).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("DnsError") || body.contains("DnsTimeout"), "{body}");
     drop(node);
     let (_dir, node) = start("allow-loopback-egress = true\n");
     node.deploy_ok(&manifest("fetcher", &wasm, "")).await;
-    let (status, _, body) = node.get(&target(&node, node.admin.to_string())).await;
+    for authority in [node.admin.to_string(), format!("localhost:{}", node.admin.port())] {
+        let (status, _, body) = node.get(&target(&node, authority.clone())).await;
+        assert_eq!((status, body.as_str()), (200, "status 200"), "{authority}");
+    }
+    drop(node);
+    // egress-allow opens a named network without allowing loopback wholesale.
+    let (_dir, node) = start("egress-allow = [\"127.0.0.0/8\"]\n");
+    node.deploy_ok(&manifest("fetcher", &wasm, "")).await;
+    let (status, _, body) = node.get(&target(&node, format!("localhost:{}", node.admin.port()))).await;
     assert_eq!((status, body.as_str()), (200, "status 200"));
+    let (status, _, body) = node.get(&target(&node, "10.0.0.1:80".into())).await;
+    assert!(status == 502 && body.contains("DestinationIpProhibited"), "{body}");
 }

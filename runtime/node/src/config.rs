@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// Let guests' outgoing HTTP reach loopback addresses (off: the admin API listens there).
     pub allow_loopback_egress: bool,
+    /// Networks (CIDRs) guests may reach although the egress policy prohibits them by default: private
+    /// ranges of a cluster's own services, say. Never needed for public addresses.
+    pub egress_allow: Vec<ipnet::IpNet>,
     /// Instance pool sizing.
     pub pool: PoolConfig,
     /// Guest stdout/stderr rate limit.
@@ -152,6 +155,7 @@ impl Default for NodeConfig {
             header_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             allow_loopback_egress: false,
+            egress_allow: Vec::new(),
             pool: PoolConfig::default(),
             guest_log: GuestLogConfig::default(),
             registry: RegistryConfig::default(),

@@ -170,7 +170,7 @@ impl Executor {
                 revision.stats.reused.inc();
                 (w.store, Some((w.proxy, w.served)))
             }
-            None => (store::new_store(self.code.engine(), revision, &id, timeout, self.policy), None),
+            None => (store::new_store(self.code.engine(), revision, &id, timeout, &self.policy), None),
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {

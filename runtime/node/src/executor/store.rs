@@ -12,10 +12,12 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 /// Per-request settings that come from the node rather than the revision.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct NodePolicy {
     /// Whether guests may reach loopback addresses.
     pub(crate) allow_loopback_egress: bool,
+    /// Networks guests may reach although the egress policy prohibits them (`egress-allow`).
+    pub(crate) egress_allow: Arc<[ipnet::IpNet]>,
 }
 
 /// The store of one request to `revision`, stopped `timeout` from now.
@@ -24,7 +26,7 @@ pub(super) fn new_store(
     revision: &Revision,
     request_id: &Arc<str>,
     timeout: Duration,
-    policy: NodePolicy,
+    policy: &NodePolicy,
 ) -> Store<Host> {
     let stdout = revision.stats.log.stream(request_id.clone(), "stdout");
     let stderr = revision.stats.log.stream(request_id.clone(), "stderr");
@@ -35,7 +37,7 @@ pub(super) fn new_store(
         http: WasiHttpCtx::new(),
         table: wasmtime::component::ResourceTable::new(),
         memory: MemoryCap::new(revision.function.spec.limits.memory.bytes() as usize),
-        egress: Egress { allow_loopback: policy.allow_loopback_egress },
+        egress: Egress { allow_loopback: policy.allow_loopback_egress, allow: policy.egress_allow.clone() },
         output: [stdout, stderr],
     };
     let mut store = Store::new(engine, host);
