@@ -302,7 +302,13 @@ async fn nats_messages_are_delivered_at_least_once_across_a_node_crash() {
         r#"nats: {{url: "{}", subject: "orders.>", stream: ORDERS}}, delivery: {{retry: 3, backoffDelay: 10ms}}"#,
         nats.url
     );
-    let mut node = NodeProc::start(d.path(), "");
+    // NATS servers are named by tenants, so they pass the egress policy: loopback only when allowed.
+    let refused_dir = tempfile::tempdir().unwrap();
+    let refused = NodeProc::start(refused_dir.path(), "");
+    refused.deploy_ok(&function("consumer", &[], Some(&trigger))).await;
+    refused.wait_for_log("which the node's egress policy refuses", Duration::from_secs(30)).await;
+    drop(refused);
+    let mut node = NodeProc::start(d.path(), "egress-allow = [\"127.0.0.1/32\"]\n");
     node.deploy_ok(&function("consumer", &[("SLEEP_MS", "200")], Some(&trigger))).await;
     node.wait_for_log("reading NATS JetStream", Duration::from_secs(30)).await;
 
@@ -321,7 +327,7 @@ async fn nats_messages_are_delivered_at_least_once_across_a_node_crash() {
     node.kill();
     let first = seen(&node.logs());
     assert!(first.len() < N, "the crash should come mid-stream");
-    let node = NodeProc::start(d.path(), "");
+    let node = NodeProc::start(d.path(), "egress-allow = [\"127.0.0.1/32\"]\n");
     let second = eventually(Duration::from_secs(90), "every message after the restart", || async {
         let second = seen(&node.logs());
         let ids: BTreeSet<String> = first.iter().chain(&second).map(|s| s.id().to_string()).collect();

@@ -199,3 +199,76 @@ async fn idle_and_trickling_connections_are_closed_on_every_listener() {
     let (status, _, _) = node.get(&format!("http://{}/healthz", node.admin)).await;
     assert_eq!(status, 200);
 }
+
+/// Dead-letter URL sinks are tenants' destinations too: refused on loopback unless allowed, pinned to the
+/// checked address, and a redirect (here to another path of the same server, standing for the admin API)
+/// is a failed delivery, never followed.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letter_url_sinks_pass_the_egress_policy_and_redirects_are_not_followed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let hits: &'static [AtomicUsize; 2] = Box::leak(Box::new([AtomicUsize::new(0), AtomicUsize::new(0)]));
+    let app = axum::Router::new()
+        .route(
+            "/ok",
+            axum::routing::post(move || async move {
+                hits[0].fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }),
+        )
+        .route("/redirect", axum::routing::post(|| async { axum::response::Redirect::temporary("/target") }))
+        .route(
+            "/target",
+            axum::routing::post(move || async move {
+                hits[1].fetch_add(1, Ordering::SeqCst);
+                "reached"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let function = |name: &str, path: &str| {
+        let guest = wasmfn_tests::guests::rust_guest();
+        format!(
+            "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {name}\nspec:\n  component: {}\n  env:\n    - {{name: FAIL_ALWAYS, value: \"1\"}}\n  triggers:\n    - {{name: t, events: {{filter: {{exact: {{type: {name}}}}}}}, delivery: {{retry: 1, backoffDelay: 10ms, deadLetterSink: {{url: \"http://{sink}{path}\"}}}}}}\n",
+            guest.display()
+        )
+    };
+    let send = |node: &NodeProc, ty: &str| {
+        let (client, url) = (node.client.clone(), format!("http://{}/_events/default", node.ingress));
+        let ty = ty.to_string();
+        async move {
+            let resp = client
+                .post(url)
+                .header("ce-specversion", "1.0")
+                .header("ce-id", format!("{ty}-1"))
+                .header("ce-source", "/test")
+                .header("ce-type", &ty)
+                .body("x")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 202);
+        }
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), "");
+    node.deploy_ok(&function("refused", "/ok")).await;
+    send(&node, "refused").await;
+    node.wait_for_log("which the node's egress policy refuses", std::time::Duration::from_secs(30)).await;
+    drop(node);
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), "egress-allow = [\"127.0.0.1/32\"]\n");
+    node.deploy_ok(&function("redirected", "/redirect")).await;
+    node.deploy_ok(&function("allowed", "/ok")).await;
+    send(&node, "redirected").await;
+    node.wait_for_log("answered 307", std::time::Duration::from_secs(30)).await;
+    send(&node, "allowed").await;
+    wasmfn_tests::eventually(std::time::Duration::from_secs(30), "the allowed sink got the event", || async {
+        (hits[0].load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(hits[1].load(Ordering::SeqCst), 0, "the redirect was not followed");
+}

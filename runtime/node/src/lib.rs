@@ -23,6 +23,7 @@ mod config;
 mod conn;
 mod counters;
 mod deploy;
+mod egress;
 mod engine;
 mod error;
 mod events;

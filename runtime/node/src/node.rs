@@ -59,15 +59,15 @@ impl Node {
         let code = Arc::new(CodeStore::new(&config, metrics.clone())?);
         let alarm = Arc::new(Alarm::default());
         let table = Arc::new(FunctionTable::new(&config, metrics.clone(), alarm.clone()));
-        let policy = NodePolicy {
-            allow_loopback_egress: config.allow_loopback_egress,
-            egress_allow: config.egress_allow.clone().into(),
+        let egress = crate::egress::EgressPolicy {
+            allow_loopback: config.allow_loopback_egress,
+            allow: config.egress_allow.clone().into(),
         };
+        let policy = NodePolicy { egress: egress.clone() };
         let idle = IdleBudget::new(config.pool.idle_instances, metrics.idle_instances.clone());
         let admission = Admission::new(config.pool.instances);
         let executor = Arc::new(Executor::new(code.clone(), admission, policy.clone(), alarm, idle));
-        let events =
-            Arc::new(EventBus::new(table.clone(), executor.clone(), metrics.clone(), policy.allow_loopback_egress));
+        let events = Arc::new(EventBus::new(table.clone(), executor.clone(), metrics.clone(), egress));
         table.restore(&|d| code.has_blob(d))?;
         // Restoring parses a file per function; hand the parse buffers' pages back rather than keep them
         // resident for the node's lifetime (~20 MB at 10,000 functions).

@@ -229,22 +229,22 @@ impl EventBus {
         }
     }
 
-    /// POSTs the event in binary mode; the destination must pass the node's egress policy, like guests'.
+    /// POSTs the event in binary mode; the destination must pass the node's egress policy, like guests'. The
+    /// name is resolved once and the connection pinned to the checked address; redirects are not followed (a
+    /// 3xx is a failed delivery), so no hop escapes the check.
     async fn dead_letter_to_url(&self, url: &str, event: Event) -> Result<(), String> {
         let parsed: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
         let host = parsed.host().ok_or_else(|| format!("{url} has no host"))?;
         let port = parsed.port_u16().unwrap_or(if parsed.scheme_str() == Some("https") { 443 } else { 80 });
-        let allow_loopback = self.allow_loopback;
-        let addrs =
-            tokio::net::lookup_host((host.trim_matches(['[', ']']), port)).await.map_err(|e| format!("{url}: {e}"))?;
-        for a in addrs {
-            if crate::host::prohibited(a.ip(), allow_loopback) {
-                return Err(format!("{url} resolves to {}, which the node's egress policy refuses", a.ip()));
-            }
-        }
+        let addrs = self.egress.resolve(host, port).await.map_err(|e| format!("{url}: {e}"))?;
         let (parts, body) = to_request(event)?.into_parts();
         let body: Bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        let client = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(host.trim_matches(['[', ']']), addrs[0])
+            .build()
+            .map_err(|e| e.to_string())?;
         let resp =
             client.post(url).headers(parts.headers).body(body).send().await.map_err(|e| format!("{url}: {e}"))?;
         if resp.status().is_success() { Ok(()) } else { Err(format!("{url} answered {}", resp.status())) }

@@ -11,6 +11,7 @@ mod broker;
 mod delivery;
 mod sources;
 
+use crate::egress::EgressPolicy;
 use crate::executor::{Executor, RequestBody};
 use crate::metrics::Metrics;
 use crate::table::FunctionTable;
@@ -37,7 +38,8 @@ pub(crate) struct EventBus {
     slots: Arc<Semaphore>,
     /// NATS connections by server URL.
     nats: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
-    allow_loopback: bool,
+    /// Where dead-letter sinks and NATS servers may be: the guests' egress policy.
+    egress: EgressPolicy,
 }
 
 impl EventBus {
@@ -45,7 +47,7 @@ impl EventBus {
         table: Arc<FunctionTable>,
         executor: Arc<Executor>,
         metrics: Metrics,
-        allow_loopback: bool,
+        egress: EgressPolicy,
     ) -> Self {
         EventBus {
             table,
@@ -53,7 +55,7 @@ impl EventBus {
             metrics,
             slots: Arc::new(Semaphore::new(MAX_EVENT_DELIVERIES)),
             nats: tokio::sync::Mutex::default(),
-            allow_loopback,
+            egress,
         }
     }
 }

@@ -224,10 +224,26 @@ impl EventBus {
         if let Some(c) = self.nats.lock().await.get(url) {
             return Ok(c.clone());
         }
+        // Servers are named by tenants (triggers, sinks): they pass the egress policy like guests' requests,
+        // and a plain `nats://` server is dialled at the address that passed.
+        let mut dial = Vec::new();
+        for server in url.split(',') {
+            let parsed: http::Uri = server.trim().parse().map_err(|e| format!("{server}: {e}"))?;
+            let host = parsed.host().ok_or_else(|| format!("{server} has no host"))?;
+            let addrs = self
+                .egress
+                .resolve(host, parsed.port_u16().unwrap_or(4222))
+                .await
+                .map_err(|e| format!("{server}: {e}"))?;
+            dial.push(match parsed.scheme_str() {
+                None | Some("nats") => format!("nats://{}", addrs[0]),
+                Some(_) => server.trim().to_string(),
+            });
+        }
         // Connected without the lock, so a server that is down does not hold up the others.
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect(dial.join(","))
             .await
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;
         Ok(self.nats.lock().await.entry(url.to_string()).or_insert(client).clone())

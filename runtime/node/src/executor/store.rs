@@ -2,8 +2,9 @@
 //! revision's environment, stdout and stderr into the function's rate-limited log), the `wasi:http` context
 //! with the node's egress policy, the memory cap, and the epoch deadline that stops the guest at its timeout.
 
+use crate::egress::{Egress, EgressPolicy};
 use crate::engine::deadline_ticks;
-use crate::host::{Egress, Host, MemoryCap};
+use crate::host::{Host, MemoryCap};
 use crate::revision::Revision;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +15,8 @@ use wasmtime_wasi_http::WasiHttpCtx;
 /// Per-request settings that come from the node rather than the revision.
 #[derive(Clone)]
 pub(crate) struct NodePolicy {
-    /// Whether guests may reach loopback addresses.
-    pub(crate) allow_loopback_egress: bool,
-    /// Networks guests may reach although the egress policy prohibits them (`egress-allow`).
-    pub(crate) egress_allow: Arc<[ipnet::IpNet]>,
+    /// Where guests' outgoing HTTP may go.
+    pub(crate) egress: EgressPolicy,
 }
 
 /// The store of one request to `revision`, stopped `timeout` from now.
@@ -37,7 +36,7 @@ pub(super) fn new_store(
         http: WasiHttpCtx::new(),
         table: wasmtime::component::ResourceTable::new(),
         memory: MemoryCap::new(revision.function.spec.limits.memory.bytes() as usize),
-        egress: Egress { allow_loopback: policy.allow_loopback_egress, allow: policy.egress_allow.clone() },
+        egress: Egress(policy.egress.clone()),
         output: [stdout, stderr],
     };
     let mut store = Store::new(engine, host);
