@@ -272,3 +272,21 @@ async fn dead_letter_url_sinks_pass_the_egress_policy_and_redirects_are_not_foll
     .await;
     assert_eq!(hits[1].load(Ordering::SeqCst), 0, "the redirect was not followed");
 }
+
+/// `maxRequestBody` has a node-wide ceiling (`max-request-body`): a body without a length is held in memory up
+/// to it, so no tenant may raise it past what the node chose.
+#[tokio::test(flavor = "multi_thread")]
+async fn max_request_body_has_a_node_ceiling() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), "max-request-body = \"1Mi\"\n");
+    let guest = wasmfn_tests::guests::rust_guest();
+    let with = |size: &str| {
+        wasmfn_tests::node::manifest("bodies", &guest, &format!("  limits:\n    maxRequestBody: {size}\n"))
+    };
+    let (status, body) = node.deploy(&with("2Mi")).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.contains("spec.limits.maxRequestBody") && message.contains("max-request-body of 1Mi"), "{message}");
+    node.deploy_ok(&with("1Mi")).await;
+}

@@ -42,6 +42,9 @@ pub struct NodeConfig {
     pub header_timeout: Duration,
     /// Ingress connections open at once; past it, accepting waits until one closes.
     pub max_connections: usize,
+    /// The largest `limits.maxRequestBody` a function may have here: a body without a length is held in
+    /// memory up to it before admission.
+    pub max_request_body: Quantity,
     /// Let guests' outgoing HTTP reach loopback addresses (off: the admin API listens there).
     pub allow_loopback_egress: bool,
     /// Networks (CIDRs) guests may reach although the egress policy prohibits them by default: private
@@ -154,6 +157,7 @@ impl Default for NodeConfig {
             shutdown_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_request_body: Quantity::from_bytes(256 << 20),
             allow_loopback_egress: false,
             egress_allow: Vec::new(),
             pool: PoolConfig::default(),

@@ -30,6 +30,16 @@ impl Node {
                 message: format!("{} is above this node's pool.max-memory of {node_max}", function.spec.limits.memory),
             });
         }
+        let body_max = self.inner.config.max_request_body;
+        if function.spec.limits.max_request_body > body_max {
+            return Err(Error::Rejected {
+                field: "spec.limits.maxRequestBody".into(),
+                message: format!(
+                    "{} is above this node's max-request-body of {body_max}",
+                    function.spec.limits.max_request_body
+                ),
+            });
+        }
         let key = function.key();
         let (digest, mut bytes) = self.resolve(&mut function, base_dir).await?;
         function.spec.component = Some(digest.to_string());

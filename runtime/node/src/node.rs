@@ -63,7 +63,7 @@ impl Node {
             allow_loopback: config.allow_loopback_egress,
             allow: config.egress_allow.clone().into(),
         };
-        let policy = NodePolicy { egress: egress.clone() };
+        let policy = NodePolicy { egress: egress.clone(), max_request_body: config.max_request_body.bytes() };
         let idle = IdleBudget::new(config.pool.idle_instances, metrics.idle_instances.clone());
         let admission = Admission::new(config.pool.instances);
         let executor = Arc::new(Executor::new(code.clone(), admission, policy.clone(), alarm, idle));

@@ -149,9 +149,10 @@ pub(super) async fn bounded_body(
     headers: &http::HeaderMap,
     body: RequestBody,
     revision: &Revision,
+    node_max: u64,
     deadline: tokio::time::Instant,
 ) -> Result<GuestRequestBody, Response<ResponseBody>> {
-    let max_body = revision.function.spec.limits.max_request_body.bytes();
+    let max_body = revision.function.spec.limits.max_request_body.bytes().min(node_max);
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body) {
         return Err(too_large(max_body));

@@ -106,7 +106,7 @@ impl Executor {
     ) -> Response<ResponseBody> {
         let deadline = tokio::time::Instant::now() + timeout;
         let (mut parts, body) = req.into_parts();
-        let body = match bounded_body(&parts.headers, body, revision, deadline).await {
+        let body = match bounded_body(&parts.headers, body, revision, self.policy.max_request_body, deadline).await {
             Ok(b) => b,
             Err(mut resp) => {
                 resp.extensions_mut().insert(NotTheRevision);

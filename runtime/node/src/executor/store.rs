@@ -17,6 +17,8 @@ use wasmtime_wasi_http::WasiHttpCtx;
 pub(crate) struct NodePolicy {
     /// Where guests' outgoing HTTP may go.
     pub(crate) egress: EgressPolicy,
+    /// The node's cap on any function's `maxRequestBody` (also for functions restored from before it).
+    pub(crate) max_request_body: u64,
 }
 
 /// The store of one request to `revision`, stopped `timeout` from now.
