@@ -59,7 +59,8 @@ class Wasmfn:
         self.dir = tempfile.mkdtemp(prefix="wasmfn-bench-")
         cfg = os.path.join(self.dir, "node.toml")
         with open(cfg, "w") as f:
-            f.write(f'data-dir = "{self.dir}/data"\nlisten = "{LOOPBACK}:0"\nadmin-listen = "{LOOPBACK}:0"\n{config}\n')
+            f.write(f'data-dir = "{self.dir}/data"\nlisten = "{LOOPBACK}:0"\nadmin-listen = "{LOOPBACK}:0"\n'
+                    f'component-dirs = ["/"]\n{config}\n')
         self.binary, self.cfg = binary, cfg
         self._spawn()
 

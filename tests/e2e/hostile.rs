@@ -290,3 +290,27 @@ async fn max_request_body_has_a_node_ceiling() {
     assert!(message.contains("spec.limits.maxRequestBody") && message.contains("max-request-body of 1Mi"), "{message}");
     node.deploy_ok(&with("1Mi")).await;
 }
+
+/// The admin API names no file of the node unless the node lists its folder in `component-dirs`; inside one,
+/// a symlink pointing out of it does not count.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_deploys_read_files_only_from_component_dirs() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let guest = wasmfn_tests::guests::rust_guest();
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), "component-dirs = []\n");
+    let (status, body) = node.deploy(&wasmfn_tests::node::manifest("files", &guest, "")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("upload the component"), "{body}");
+    drop(node);
+
+    let allowed = tempfile::tempdir().unwrap();
+    std::fs::copy(&guest, allowed.path().join("g.wasm")).unwrap();
+    std::os::unix::fs::symlink(&guest, allowed.path().join("out.wasm")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), &format!("component-dirs = [{:?}]\n", allowed.path().display().to_string()));
+    node.deploy_ok(&wasmfn_tests::node::manifest("inside", &allowed.path().join("g.wasm"), "")).await;
+    let (status, body) = node.deploy(&wasmfn_tests::node::manifest("link", &allowed.path().join("out.wasm"), "")).await;
+    assert_eq!(status, 422, "a link out of the folder: {body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("not inside any of component-dirs"), "{body}");
+}

@@ -77,8 +77,10 @@ impl NodeProc {
             }
             None => {
                 let config = data_dir.join("node.toml");
+                // The tests deploy components by path through the admin API: let them, unless a test says.
+                let dirs = if opts.config.contains("component-dirs") { "" } else { "component-dirs = [\"/\"]\n" };
                 let text = format!(
-                    "data-dir = {:?}\n{}\n",
+                    "data-dir = {:?}\n{dirs}{}\n",
                     data_dir.display().to_string(),
                     if opts.config.contains("listen =") {
                         opts.config.clone()

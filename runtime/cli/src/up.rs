@@ -151,6 +151,11 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -
     let mut config =
         NodeConfig { data_dir: default_data_dir(), admin_listen: ([127, 0, 0, 1], 0).into(), ..NodeConfig::default() };
     args.apply(&mut config);
+    // The admin API of `up` may deploy files from the folders `up` serves (its own use), nothing else.
+    config.component_dirs = paths
+        .iter()
+        .map(|p| if p.is_dir() { p.clone() } else { p.parent().map(Path::to_path_buf).unwrap_or_default() })
+        .collect();
     let sources = collect(&paths)?;
     let node = Node::new(config).context("starting the embedded node")?;
     let listeners = node.bind().await.context("binding the listeners")?;

@@ -109,8 +109,9 @@ async fn delete(State(node): State<Node>, Path((namespace, name)): Path<(String,
     }
 }
 
-/// Body: a `Function` manifest in JSON or YAML. `spec.component` is `sha256:<hex>` of an uploaded component
-/// or a path on the node's filesystem.
+/// Body: a `Function` manifest in JSON or YAML. `spec.component` is `sha256:<hex>` of an uploaded component,
+/// or a path on the node's filesystem inside one of `component-dirs` (none by default: a client of the admin
+/// API must not name the node's files).
 async fn deploy(State(node): State<Node>, body: Bytes) -> Response {
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
@@ -120,6 +121,11 @@ async fn deploy(State(node): State<Node>, body: Bytes) -> Response {
         Ok(f) => f,
         Err(e) => return deploy_error(e.into()),
     };
+    if let Some(path) = function.spec.component.as_deref().filter(|c| !c.starts_with("sha256:"))
+        && let Err(message) = node.config().component_path_allowed(std::path::Path::new(path))
+    {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("spec.component: {message}"));
+    }
     match node.deploy(function, None).await {
         Ok(d) => {
             let status = if d.changed { StatusCode::CREATED } else { StatusCode::OK };

@@ -42,6 +42,9 @@ pub struct NodeConfig {
     pub header_timeout: Duration,
     /// Ingress connections open at once; past it, accepting waits until one closes.
     pub max_connections: usize,
+    /// Folders whose component files the admin API may deploy by path (`spec.component: /path/x.wasm`).
+    /// Empty by default: clients upload components (`POST /v1/components`) and deploy their digest.
+    pub component_dirs: Vec<PathBuf>,
     /// The largest `limits.maxRequestBody` a function may have here: a body without a length is held in
     /// memory up to it before admission.
     pub max_request_body: Quantity,
@@ -158,6 +161,7 @@ impl Default for NodeConfig {
             header_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_request_body: Quantity::from_bytes(256 << 20),
+            component_dirs: Vec::new(),
             allow_loopback_egress: false,
             egress_allow: Vec::new(),
             pool: PoolConfig::default(),
@@ -244,6 +248,20 @@ impl NodeConfig {
     }
 
     /// The admin token, from the environment or the file.
+    /// Whether the admin API may deploy the component file at `path`: it must be inside one of
+    /// `component-dirs` once symlinks are resolved. Returns why not.
+    pub fn component_path_allowed(&self, path: &std::path::Path) -> Result<(), String> {
+        if self.component_dirs.is_empty() {
+            return Err("the admin API does not deploy files of the node; upload the component (POST \
+                        /v1/components) and deploy its digest, or list its folder in component-dirs"
+                .into());
+        }
+        let real = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let inside =
+            self.component_dirs.iter().filter_map(|d| std::fs::canonicalize(d).ok()).any(|d| real.starts_with(&d));
+        if inside { Ok(()) } else { Err(format!("{} is not inside any of component-dirs", path.display())) }
+    }
+
     /// Whether `/metrics` is open to anyone on the admin port.
     pub fn metrics_are_public(&self) -> bool {
         self.public_metrics || std::env::var("WASMFN_PUBLIC_METRICS").is_ok_and(|v| v == "true" || v == "1")
