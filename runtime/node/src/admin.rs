@@ -124,7 +124,7 @@ async fn deploy(State(node): State<Node>, body: Bytes) -> Response {
     if let Some(path) = function.spec.component.as_deref().filter(|c| !c.starts_with("sha256:"))
         && let Err(message) = node.config().component_path_allowed(std::path::Path::new(path))
     {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("spec.component: {message}"));
+        return deploy_error(crate::error::Error::Rejected { field: "spec.component".into(), message });
     }
     match node.deploy(function, None).await {
         Ok(d) => {
