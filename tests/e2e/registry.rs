@@ -186,9 +186,11 @@ async fn tampered_blob_unknown_tag_and_registry_down_keep_the_old_revision() {
     assert!(error.contains("not found") && error.contains("fns/tamper:nope"), "{error}");
     assert_eq!(serving().await.2, "hello from rust v0\n");
 
-    // A registry that is down (retried with backoff, then named).
+    // A registry that is down (retried with backoff, then named): nobody's input was wrong, so 502, not 422.
     reg.stop();
-    let error = expect_failure(reference.clone()).await;
+    let (status, body) = node.deploy(&image_manifest("svc", &reference)).await;
+    assert_eq!(status, 502, "{body}");
+    let error = body["error"].as_str().unwrap().to_string();
     assert!(error.contains("unreachable") && error.contains(&reg.addr), "{error}");
     assert_eq!(serving().await.2, "hello from rust v0\n");
     let (_, info) = node.admin_get("/v1/functions/default/svc").await;

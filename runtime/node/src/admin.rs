@@ -25,6 +25,7 @@ fn deploy_error(e: Error) -> Response {
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
         e if e.is_client_error() => StatusCode::UNPROCESSABLE_ENTITY,
+        e if e.is_upstream_outage() => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut resp = error(status, e.to_string());

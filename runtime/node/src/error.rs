@@ -211,10 +211,11 @@ impl Error {
         move |source| Error::Task { what, source }
     }
 
-    /// Whether the input was at fault (a rejected deploy) rather than the node (disk, engine, table). Registry
-    /// failures count as the input's (the image reference), whatever their cause.
+    /// Whether the input was at fault (a rejected deploy) rather than the node (disk, engine, table) or a
+    /// registry that is down (a deploy that may succeed later: cluster mode retries it).
     pub fn is_client_error(&self) -> bool {
         match self {
+            Error::Image(e) => !self.is_upstream_outage() && e.kind() != "io",
             Error::Io { .. }
             | Error::Engine { .. }
             | Error::Task { .. }
@@ -226,6 +227,12 @@ impl Error {
             Error::File { source, .. } => source.is_client_error(),
             _ => true,
         }
+    }
+
+    /// A registry that could not be reached or answered with a server error: nobody's input was wrong, and the
+    /// same deploy may succeed later (the admin API answers 502, cluster mode retries with backoff).
+    pub fn is_upstream_outage(&self) -> bool {
+        matches!(self, Error::Image(e) if matches!(e.kind(), "unreachable" | "registry"))
     }
 
     /// A short stable label for metrics and the admin API's `x-wasmfn-error` header.
@@ -267,6 +274,20 @@ impl Error {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn registry_outages_are_not_the_clients_fault() {
+        let unreachable = Error::Image(wasmfn_oci::Error::Unreachable {
+            registry: "r".into(),
+            reference: "r/x:1".into(),
+            message: "connection refused".into(),
+        });
+        assert!(!unreachable.is_client_error() && unreachable.is_upstream_outage());
+        let missing = Error::Image(wasmfn_oci::Error::NotFound { registry: "r".into(), reference: "r/x:1".into() });
+        assert!(missing.is_client_error() && !missing.is_upstream_outage());
+        let big = Error::Image(wasmfn_oci::Error::TooLarge { what: "the layer".into(), limit: 1 });
+        assert!(big.is_client_error());
+    }
+
     use super::*;
 
     #[test]
