@@ -175,7 +175,7 @@ async function checkInit(bin, initializerPath) {
 }
 
 /** componentize-js's last steps: stub the WASI imports the world lacks, wrap the module, add metadata. */
-async function wrap(wizened, features, wit, version, since, spliceMs, cached, initMs) {
+async function wrap(wizened, features, wit, version) {
   const core = (await splicer()).stubWasi(wizened, features, undefined, wit, 'handler');
   const jco = await import('@bytecodealliance/jco');
   const adapter = await readFile(jco.preview1AdapterReactorPath());
@@ -183,12 +183,7 @@ async function wrap(wizened, features, wit, version, since, spliceMs, cached, in
     await jco.componentNew(core, [['wasi_snapshot_preview1', adapter]], false),
     [['language', [['JavaScript', '']]], ['processed-by', [['ComponentizeJS', version]]]],
   );
-  await writeFile(out, component);
-  const wrapMs = Date.now() - since;
-  console.log(
-    `wrote ${out} (${component.length} bytes): splice ${spliceMs} ms${cached ? ' (cached)' : ''}, ` +
-      `pre-initialise ${initMs} ms, wrap ${wrapMs} ms`,
-  );
+  return component;
 }
 
 const work = await mkdtemp(join(tmpdir(), 'wasmfn-js-'));
@@ -272,7 +267,13 @@ try {
     }
     console.log(`pre-initialised: splice ${spliceMs} ms${spliced.cached ? ' (cached)' : ''}, wizer ${initMs} ms`);
   } else {
-    await wrap(wizened, features, wit, version, started + spliceMs + initMs, spliceMs, spliced.cached, initMs);
+    const component = await wrap(wizened, features, wit, version);
+    await writeFile(out, component);
+    const wrapMs = Date.now() - started - spliceMs - initMs;
+    console.log(
+      `wrote ${out} (${component.length} bytes): splice ${spliceMs} ms${spliced.cached ? ' (cached)' : ''}, ` +
+        `pre-initialise ${initMs} ms, wrap ${wrapMs} ms`,
+    );
   }
 } finally {
   await rm(work, { recursive: true, force: true });

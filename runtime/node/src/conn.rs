@@ -15,12 +15,12 @@ use tokio::sync::Semaphore;
 /// The HTTP/2 client preface: a connection whose first bytes are a prefix of it may still be h2c.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Limits shared by the node's listeners.
+/// Limits of one listener (the ingress and the admin API each have their own connection slots).
 #[derive(Clone)]
 pub(crate) struct ConnLimits {
     /// From accepting a connection (or finishing a request on it) to a complete request head.
     pub(crate) header_timeout: Duration,
-    /// Connections open at once over all listeners.
+    /// Connections this listener holds open at once.
     pub(crate) slots: Arc<Semaphore>,
 }
 
@@ -58,9 +58,6 @@ async fn speaks_in_time(stream: &TcpStream, timeout: Duration) -> bool {
                 return true;
             }
             // Part of the preface so far: wait for more (peek returns at once while data is buffered).
-            if stream.readable().await.is_err() {
-                return false;
-            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
