@@ -313,10 +313,19 @@ impl NodeProc {
 
     /// The node's resident set size, from `/proc/PID/status`.
     pub fn rss_bytes(&self) -> u64 {
+        self.proc_status("VmRSS:")
+    }
+
+    /// The node's peak resident set size since it started (`VmHWM`).
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.proc_status("VmHWM:")
+    }
+
+    fn proc_status(&self, field: &str) -> u64 {
         let pid = self.child.as_ref().expect("node running").id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next());
-        kib.and_then(|v| v.parse::<u64>().ok()).expect("VmRSS in /proc/PID/status") * 1024
+        let kib = status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next());
+        kib.and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{field} in /proc/PID/status")) * 1024
     }
 
     /// Kills the process at once (a crash).

@@ -84,6 +84,9 @@ async fn readyz(State(node): State<Node>) -> Response {
 }
 
 async fn metrics(State(node): State<Node>) -> Response {
+    let (metrics, budget) = (&node.inner.metrics, node.inner.executor.budget());
+    metrics.memory_budget.set(budget.total_bytes() as i64);
+    metrics.memory_reserved.set(budget.reserved_bytes() as i64);
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         node.inner.metrics.encode(),

@@ -48,6 +48,16 @@ pub struct NodeConfig {
     /// The largest `limits.maxRequestBody` a function may have here: a body without a length is held in
     /// memory up to it before admission.
     pub max_request_body: Quantity,
+    /// Memory the node hands to guests' linear memories and to buffered bodies and events, over all functions;
+    /// past it requests wait in their queue, then get 503. Default: the cgroup's memory limit, else the
+    /// machine's memory, less a quarter (at least 256 MiB) for the node itself.
+    pub memory_budget: Option<Quantity>,
+    /// Percent of the node's instance slots and memory budget one function may hold, so a flood of one
+    /// tenant's requests queues behind its own share. 100 on a node that serves one function.
+    pub fair_share: u8,
+    /// Event deliveries (each holding its event, retrying for up to minutes) the node takes at once from its
+    /// broker; one namespace holds at most `fair-share` percent of them.
+    pub max_event_deliveries: usize,
     /// Let guests' outgoing HTTP reach loopback addresses (off: the admin API listens there).
     pub allow_loopback_egress: bool,
     /// Networks (CIDRs) guests may reach although the egress policy prohibits them by default: private
@@ -161,6 +171,9 @@ impl Default for NodeConfig {
             header_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_request_body: Quantity::from_bytes(256 << 20),
+            memory_budget: None,
+            fair_share: 50,
+            max_event_deliveries: 10_000,
             component_dirs: Vec::new(),
             allow_loopback_egress: false,
             egress_allow: Vec::new(),
@@ -233,6 +246,19 @@ impl NodeConfig {
         if self.pool.max_memory.bytes() < (1 << 20) {
             return Err(ConfigError::Invalid("pool.max-memory must be at least 1Mi".into()));
         }
+        if !(1..=100).contains(&self.fair_share) {
+            return Err(ConfigError::Invalid(format!("fair-share is a percentage (1-100), not {}", self.fair_share)));
+        }
+        if self.max_event_deliveries == 0 {
+            return Err(ConfigError::Invalid("max-event-deliveries must be above zero".into()));
+        }
+        if self.max_request_body.bytes() > self.memory_budget() {
+            return Err(ConfigError::Invalid(format!(
+                "max-request-body ({} bytes) is larger than the memory budget ({} bytes)",
+                self.max_request_body.bytes(),
+                self.memory_budget()
+            )));
+        }
         if let Some(key) = &self.default_function
             && wasmfn_api::FunctionKey::parse(key).is_none()
         {
@@ -247,7 +273,11 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The admin token, from the environment or the file.
+    /// The memory budget in bytes: `memory-budget`, else derived from the cgroup limit or the machine.
+    pub fn memory_budget(&self) -> u64 {
+        self.memory_budget.map_or_else(crate::budget::default_budget, |q| q.bytes())
+    }
+
     /// Whether the admin API may deploy the component file at `path`: it must be inside one of
     /// `component-dirs` once symlinks are resolved. Returns why not.
     pub fn component_path_allowed(&self, path: &std::path::Path) -> Result<(), String> {

@@ -1,6 +1,7 @@
 //! The data of every request's `Store`: WASI and `wasi:http` contexts, the memory cap and the egress policy
 //! (`egress.rs`).
 
+use crate::budget::{BudgetExhausted, Reservation};
 use crate::egress::Egress;
 use crate::guest_log::GuestOutput;
 use wasmtime::ResourceLimiter;
@@ -39,17 +40,20 @@ pub struct MemoryLimitExceeded {
     pub limit: usize,
 }
 
-/// Caps one instance's linear memory and counts what its memories have grown to; tables get a generous
-/// fixed cap.
+/// Caps one instance's linear memory, counts what its memories have grown to, and holds that much of the
+/// node's memory budget (growing the reservation past what admission reserved, or failing the growth with
+/// [`BudgetExhausted`], which the client gets as a 503). Tables get a generous fixed cap.
 pub(crate) struct MemoryCap {
     pub(crate) limit: usize,
     /// Bytes of linear memory over all the instance's memories (a reused instance's ceiling is checked on it).
     pub(crate) used: usize,
+    /// The budget this instance holds: at least `used`.
+    pub(crate) reservation: Reservation,
 }
 
 impl MemoryCap {
-    pub(crate) fn new(limit: usize) -> Self {
-        MemoryCap { limit, used: 0 }
+    pub(crate) fn new(limit: usize, reservation: Reservation) -> Self {
+        MemoryCap { limit, used: 0, reservation }
     }
 }
 
@@ -58,7 +62,12 @@ impl ResourceLimiter for MemoryCap {
         if desired > self.limit {
             return Err(MemoryLimitExceeded { limit: self.limit }.into());
         }
-        self.used = self.used.saturating_add(desired.saturating_sub(current));
+        let used = self.used.saturating_add(desired.saturating_sub(current));
+        let short = (used as u64).saturating_sub(self.reservation.bytes());
+        if short > 0 {
+            self.reservation.try_grow(short).map_err(|e: BudgetExhausted| wasmtime::Error::new(e))?;
+        }
+        self.used = used;
         Ok(true)
     }
 

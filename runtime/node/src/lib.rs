@@ -17,6 +17,7 @@ mod admin;
 mod admission;
 mod aot;
 mod blobs;
+mod budget;
 pub mod cluster;
 mod code;
 mod config;

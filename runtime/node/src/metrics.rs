@@ -109,6 +109,8 @@ pub(crate) struct Metrics {
     pub loaded: Gauge,
     pub functions: Gauge,
     pub allocator: Family<AllocatorLabels, Gauge>,
+    pub memory_budget: Gauge,
+    pub memory_reserved: Gauge,
 }
 
 impl Metrics {
@@ -149,6 +151,8 @@ impl Metrics {
             loaded: Gauge::default(),
             functions: Gauge::default(),
             allocator: Family::default(),
+            memory_budget: Gauge::default(),
+            memory_reserved: Gauge::default(),
         };
         r.register("requests", "Requests answered, by function and status code", m.requests.clone());
         r.register("request_duration_seconds", "Request latency until the response head", m.latency.clone());
@@ -246,6 +250,16 @@ impl Metrics {
             "instance_allocator",
             "The instance allocator in use (1 for the active strategy)",
             m.allocator.clone(),
+        );
+        r.register(
+            "memory_budget_bytes",
+            "The node's memory budget for guests and buffered bodies",
+            m.memory_budget.clone(),
+        );
+        r.register(
+            "memory_reserved_bytes",
+            "Memory reserved now: instances' linear memory, bodies and events held",
+            m.memory_reserved.clone(),
         );
         Metrics { registry: Arc::new(r), ..m }
     }

@@ -11,11 +11,12 @@
 
 use crate::admission::Admission;
 use crate::blobs::Digest;
+use crate::budget::MemoryBudget;
 use crate::code::CodeStore;
 use crate::config::NodeConfig;
 use crate::engine::AllocatorKind;
 use crate::error::Error;
-use crate::events::EventBus;
+use crate::events::{BusLimits, EventBus};
 use crate::executor::{Executor, NodePolicy};
 use crate::instances::IdleBudget;
 use crate::metrics::Metrics;
@@ -65,9 +66,12 @@ impl Node {
         };
         let policy = NodePolicy { egress: egress.clone(), max_request_body: config.max_request_body.bytes() };
         let idle = IdleBudget::new(config.pool.idle_instances, metrics.idle_instances.clone());
-        let admission = Admission::new(config.pool.instances);
+        let budget = MemoryBudget::new(config.memory_budget(), config.fair_share);
+        let admission = Admission::new(config.pool.instances, budget.clone(), config.fair_share);
         let executor = Arc::new(Executor::new(code.clone(), admission, policy.clone(), alarm, idle));
-        let events = Arc::new(EventBus::new(table.clone(), executor.clone(), metrics.clone(), egress));
+        let limits =
+            BusLimits { deliveries: config.max_event_deliveries, share: config.fair_share, budget: budget.clone() };
+        let events = Arc::new(EventBus::new(table.clone(), executor.clone(), metrics.clone(), egress, limits));
         table.restore(&|d| code.has_blob(d))?;
         // Restoring parses a file per function; hand the parse buffers' pages back rather than keep them
         // resident for the node's lifetime (~20 MB at 10,000 functions).

@@ -200,7 +200,8 @@ mod tests {
             (busy.name.as_str(), idle.env.iter().find(|(k, _)| k == "K_REVISION").map(|(_, v)| v.as_str())),
             ("hello-1", Some("hello-2"))
         );
-        let running = Admission::new(4).admit(&busy.gate).await.unwrap();
+        let node = Admission::new(4, crate::budget::MemoryBudget::new(1 << 30, 100), 100);
+        let running = node.admit(&busy.gate, node.reservation(&busy.gate)).await.unwrap();
         assert!(!busy.idle_for(Duration::ZERO), "a revision with a request in flight is not idle");
         assert!(idle.idle_for(Duration::ZERO), "its sibling is, whatever the function's in-flight count");
         assert!(!idle.idle_for(Duration::from_secs(3600)), "not before the TTL");

@@ -3,15 +3,16 @@
 
 use super::delivery::Target;
 use super::{EventBus, HOPS, attribute, entering, hops};
+use crate::budget::{ReadError, Reservation, read_reserved};
 use crate::executor::{ResponseBody, full, json_error};
 use bytes::Bytes;
 use cloudevents::{AttributesReader, Event};
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Largest request the broker accepts.
-const MAX_EVENT_BODY: usize = 10 << 20;
+const MAX_EVENT_BODY: u64 = 10 << 20;
 /// Longest the broker waits for a request's body (a trickling client holds a connection, not the broker).
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Replies feeding replies: an event that has gone through this many functions is not published again.
@@ -36,6 +37,31 @@ fn parse(headers: &http::HeaderMap, body: Bytes) -> Result<Vec<Event>, String> {
     })
 }
 
+/// What an accepted delivery holds until it ends: its slots and its event's bytes.
+pub(super) struct Slot {
+    _node: OwnedSemaphorePermit,
+    _namespace: OwnedSemaphorePermit,
+    _memory: Reservation,
+}
+
+/// About what an event takes in memory: its data and its attributes.
+fn event_size(event: &Event) -> u64 {
+    let data = match event.data() {
+        Some(cloudevents::Data::Binary(b)) => b.len(),
+        Some(cloudevents::Data::String(s)) => s.len(),
+        Some(cloudevents::Data::Json(j)) => j.to_string().len(),
+        None => 0,
+    };
+    (data + 512) as u64
+}
+
+/// A 503 asking the sender to retry.
+fn busy(msg: &str) -> http::Response<ResponseBody> {
+    let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, msg, serde_json::json!({}));
+    resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    resp
+}
+
 impl EventBus {
     /// `POST /_events/<namespace>`: accepts events and delivers them in the background; `202` once accepted.
     pub(crate) async fn broker(
@@ -51,9 +77,17 @@ impl EventBus {
             );
         }
         let (parts, body) = req.into_parts();
-        let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_EVENT_BODY).collect()).await {
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(e)) => {
+        // The body's bytes are held in the node's memory budget while it is read and parsed.
+        let mut intake = self.budget.reservation(None);
+        let read = read_reserved(body, MAX_EVENT_BODY, &mut intake);
+        let body = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(ReadError::TooLarge)) => {
+                let msg = format!("the events are larger than the broker's limit of {MAX_EVENT_BODY} bytes");
+                return json_error(StatusCode::PAYLOAD_TOO_LARGE, &msg, serde_json::json!({}));
+            }
+            Ok(Err(ReadError::Budget(e))) => return busy(&format!("{e}; retry later")),
+            Ok(Err(ReadError::Read(e))) => {
                 let msg = format!("cannot read the events: {e}");
                 return json_error(StatusCode::BAD_REQUEST, &msg, serde_json::json!({}));
             }
@@ -72,13 +106,12 @@ impl EventBus {
         }
         // All or nothing: a batch is refused whole (503) rather than half delivered when the node is saturated.
         let plans: Vec<Vec<Target>> = events.iter().map(|e| self.matching(namespace, e)).collect();
-        let wanted: usize = plans.iter().map(Vec::len).sum();
-        let Some(permits) = self.delivery_permits(wanted) else {
-            let msg = "too many event deliveries in progress on this node; retry later";
-            let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, msg, serde_json::json!({}));
-            resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-            return resp;
+        let sizes = events.iter().zip(&plans).flat_map(|(e, t)| std::iter::repeat_n(event_size(e), t.len()));
+        let permits = match self.delivery_slots(namespace, sizes.collect()) {
+            Ok(p) => p,
+            Err(why) => return busy(&why),
         };
+        drop(intake);
         let accepted = events.len();
         let mut permits = permits.into_iter();
         let mut matched = 0;
@@ -111,11 +144,36 @@ impl EventBus {
         targets
     }
 
-    /// `n` delivery slots, or none when the node's cap on deliveries in progress would be passed.
-    fn delivery_permits(&self, n: usize) -> Option<Vec<tokio::sync::OwnedSemaphorePermit>> {
-        let slots = &self.slots;
-        let permits: Vec<_> = (0..n).map_while(|_| slots.clone().try_acquire_owned().ok()).collect();
-        (permits.len() == n).then_some(permits)
+    /// A delivery slot per size: each a slot of the node and of the namespace's share, holding the event's bytes
+    /// in the memory budget; all or none, else why not.
+    fn delivery_slots(&self, namespace: &str, sizes: Vec<u64>) -> Result<Vec<Slot>, String> {
+        let share = {
+            let mut shares = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+            if shares.len() > 1024 {
+                // Forget namespaces with nothing in flight, so the map stays as small as the busy set.
+                shares.retain(|_, s| s.available_permits() < self.namespace_slots);
+            }
+            shares
+                .entry(namespace.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.namespace_slots)))
+                .clone()
+        };
+        let mut slots = Vec::with_capacity(sizes.len());
+        for size in sizes {
+            let Ok(ns) = share.clone().try_acquire_owned() else {
+                return Err(format!(
+                    "namespace `{namespace}` holds its share of the node's event deliveries ({}); retry later",
+                    self.namespace_slots
+                ));
+            };
+            let Ok(node) = self.slots.clone().try_acquire_owned() else {
+                return Err("too many event deliveries in progress on this node; retry later".into());
+            };
+            let mut memory = self.budget.reservation(None);
+            memory.try_grow(size).map_err(|e| format!("{e}; retry later"))?;
+            slots.push(Slot { _node: node, _namespace: ns, _memory: memory });
+        }
+        Ok(slots)
     }
 
     fn count_broker_event(&self, namespace: &str) {
@@ -123,12 +181,7 @@ impl EventBus {
         self.metrics.broker_events.get_or_create(&labels).inc();
     }
 
-    fn spawn_delivery(
-        self: &Arc<Self>,
-        target: Target,
-        event: Event,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) {
+    fn spawn_delivery(self: &Arc<Self>, target: Target, event: Event, permit: Option<Slot>) {
         let bus = self.clone();
         tokio::spawn(async move {
             let _slot = permit;
@@ -139,15 +192,14 @@ impl EventBus {
     /// Delivers an event to every matching broker trigger of `namespace` (a reply); returns how many.
     pub(crate) fn publish(self: &Arc<Self>, namespace: &str, event: Event) -> usize {
         let targets = self.matching(namespace, &event);
-        let Some(permits) = self.delivery_permits(targets.len()) else {
-            let labels = crate::metrics::NamespaceLabels { namespace: namespace.into() };
-            self.metrics.replies_dropped.get_or_create(&labels).inc();
-            tracing::error!(
-                namespace,
-                id = event.id(),
-                "reply event dropped: too many deliveries in progress on this node"
-            );
-            return 0;
+        let permits = match self.delivery_slots(namespace, vec![event_size(&event); targets.len()]) {
+            Ok(p) => p,
+            Err(why) => {
+                let labels = crate::metrics::NamespaceLabels { namespace: namespace.into() };
+                self.metrics.replies_dropped.get_or_create(&labels).inc();
+                tracing::error!(namespace, id = event.id(), "reply event dropped: {why}");
+                return 0;
+            }
         };
         self.count_broker_event(namespace);
         let n = targets.len();

@@ -11,6 +11,7 @@ mod broker;
 mod delivery;
 mod sources;
 
+use crate::budget::MemoryBudget;
 use crate::egress::EgressPolicy;
 use crate::executor::{Executor, RequestBody};
 use crate::metrics::Metrics;
@@ -25,17 +26,19 @@ use tokio::sync::Semaphore;
 
 /// The broker's path on the ingress: `/_events/<namespace>` (no function or namespace starts with `_`).
 pub(crate) const BROKER_PREFIX: &str = "/_events/";
-/// Event deliveries (each holding its event, retrying for up to minutes) a node takes at once from its broker.
-const MAX_EVENT_DELIVERIES: usize = 10_000;
-
-/// The event bus: the broker's deliveries in progress (capped, so a flood is refused rather than buffered),
-/// the event source tasks and the NATS connections they share. Delivers through the executor, like the HTTP
-/// ingress.
+/// The event bus: the broker's deliveries in progress (capped, so a flood is refused rather than buffered;
+/// each namespace holding at most its fair share of the slots; each event's bytes held in the node's memory
+/// budget), the event source tasks and the NATS connections they share. Delivers through the executor, like
+/// the HTTP ingress.
 pub(crate) struct EventBus {
     table: Arc<FunctionTable>,
     executor: Arc<Executor>,
     metrics: Metrics,
     slots: Arc<Semaphore>,
+    /// Delivery slots one namespace may hold, and each namespace's semaphore of them.
+    namespace_slots: usize,
+    namespaces: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+    budget: MemoryBudget,
     /// NATS connections by server URL.
     nats: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
     /// Where dead-letter sinks and NATS servers may be: the guests' egress policy.
@@ -43,21 +46,37 @@ pub(crate) struct EventBus {
 }
 
 impl EventBus {
+    /// A bus taking `limits.deliveries` deliveries at once, a namespace at most `limits.share` percent of them.
     pub(crate) fn new(
         table: Arc<FunctionTable>,
         executor: Arc<Executor>,
         metrics: Metrics,
         egress: EgressPolicy,
+        limits: BusLimits,
     ) -> Self {
+        let namespace_slots = (limits.deliveries * usize::from(limits.share.clamp(1, 100)) / 100).max(1);
         EventBus {
             table,
             executor,
             metrics,
-            slots: Arc::new(Semaphore::new(MAX_EVENT_DELIVERIES)),
+            slots: Arc::new(Semaphore::new(limits.deliveries)),
+            namespace_slots,
+            namespaces: std::sync::Mutex::default(),
+            budget: limits.budget,
             nats: tokio::sync::Mutex::default(),
             egress,
         }
     }
+}
+
+/// What the event bus may hold.
+pub(crate) struct BusLimits {
+    /// Deliveries in progress at once over all namespaces.
+    pub(crate) deliveries: usize,
+    /// Percent of them one namespace may hold.
+    pub(crate) share: u8,
+    /// The node's memory budget, which holds every accepted event's bytes until its deliveries end.
+    pub(crate) budget: MemoryBudget,
 }
 
 /// The extension counting how many function replies led to an event. Only the node sets it.

@@ -2,6 +2,7 @@
 //! one), the boxed body of every response, the guest's response body that fails when the guest does, and the
 //! JSON error responses.
 
+use crate::budget::{ReadError, Reservation, read_reserved};
 use crate::revision::Revision;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -144,13 +145,15 @@ pub(super) type GuestRequestBody = http_body_util::combinators::UnsyncBoxBody<By
 /// The body under the revision's `maxRequestBody`, or the response that refuses it. A body with a length is
 /// streamed (hyper enforces the length; `Limited` is a second guard). One without is read whole first, before
 /// a slot is taken, so an oversized body never reaches the guest and a client that stalls mid-body holds no
-/// slot; the read is bounded by the request's deadline.
+/// slot; the read is bounded by the request's deadline, and its bytes are reserved in `memory` (the node's
+/// budget and the function's share) as they arrive: past either, 503.
 pub(super) async fn bounded_body(
     headers: &http::HeaderMap,
     body: RequestBody,
     revision: &Revision,
     node_max: u64,
     deadline: tokio::time::Instant,
+    memory: &mut Reservation,
 ) -> Result<GuestRequestBody, Response<ResponseBody>> {
     let max_body = revision.function.spec.limits.max_request_body.bytes().min(node_max);
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -160,10 +163,16 @@ pub(super) async fn bounded_body(
     if declared.is_some() {
         return Ok(Limited::new(body, max_body as usize).map_err(wasi_body_error).boxed_unsync());
     }
-    match tokio::time::timeout_at(deadline, Limited::new(body, max_body as usize).collect()).await {
-        Ok(Ok(collected)) => Ok(Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed_unsync()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large(max_body)),
-        Ok(Err(e)) => {
+    match tokio::time::timeout_at(deadline, read_reserved(body, max_body, memory)).await {
+        Ok(Ok(bytes)) => Ok(Full::new(bytes).map_err(|never| match never {}).boxed_unsync()),
+        Ok(Err(ReadError::TooLarge)) => Err(too_large(max_body)),
+        Ok(Err(ReadError::Budget(e))) => {
+            let msg = format!("{e}: the request body cannot be held; retry later");
+            let mut resp = unread_body(json_error(StatusCode::SERVICE_UNAVAILABLE, &msg, serde_json::json!({})));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(resp)
+        }
+        Ok(Err(ReadError::Read(e))) => {
             let msg = format!("cannot read request body: {e}");
             Err(unread_body(json_error(StatusCode::BAD_REQUEST, &msg, serde_json::json!({}))))
         }

@@ -8,6 +8,7 @@
 //!    response with the revision and request id.
 
 mod body;
+mod failure;
 mod store;
 
 pub(crate) use body::{RequestBody, ResponseBody, full, json_error};
@@ -15,11 +16,11 @@ pub(crate) use store::NodePolicy;
 
 use crate::admission::{Admission, Admitted};
 use crate::code::{CodeStore, Loaded};
-use crate::host::MemoryLimitExceeded;
 use crate::instances::{IdleBudget, Warm};
 use crate::revision::Revision;
 use crate::table::Alarm;
 use body::{GuestBody, GuestRequestBody, bounded_body};
+use failure::{classify, discard_reason, guest_failure};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,11 @@ impl Executor {
         idle: Arc<IdleBudget>,
     ) -> Self {
         Executor { code, admission, policy, alarm, idle }
+    }
+
+    /// The node's memory budget.
+    pub(crate) fn budget(&self) -> &crate::budget::MemoryBudget {
+        self.admission.budget()
     }
 
     /// Runs one request on a revision (routed, or an event delivered in-process) and counts it. `timeout`
@@ -106,14 +112,17 @@ impl Executor {
     ) -> Response<ResponseBody> {
         let deadline = tokio::time::Instant::now() + timeout;
         let (mut parts, body) = req.into_parts();
-        let body = match bounded_body(&parts.headers, body, revision, self.policy.max_request_body, deadline).await {
+        // A body read before admission holds its bytes of the memory budget until the request ends.
+        let mut memory = self.admission.reservation(&revision.gate);
+        let max = self.policy.max_request_body;
+        let body = match bounded_body(&parts.headers, body, revision, max, deadline, &mut memory).await {
             Ok(b) => b,
             Err(mut resp) => {
                 resp.extensions_mut().insert(NotTheRevision);
                 return resp;
             }
         };
-        let admitted = match self.admission.admit(&revision.gate).await {
+        let admitted = match self.admission.admit(&revision.gate, memory).await {
             Ok(a) => a,
             Err(reason) => {
                 let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, reason.message(), serde_json::json!({}));
@@ -161,16 +170,20 @@ impl Executor {
         id: Arc<str>,
         timeout: Duration,
         deadline: tokio::time::Instant,
-        admitted: Admitted,
+        mut admitted: Admitted,
     ) -> Response<ResponseBody> {
-        // A reusable revision's most recently used idle instance, else a fresh store to instantiate in.
+        // A reusable revision's most recently used idle instance (holding its own memory), else a fresh store
+        // to instantiate in, given the request's reservation to grow.
         let (mut store, warm) = match self.take_idle(revision) {
             Some(mut w) => {
                 store::restart_store(&mut w.store, &id, timeout);
                 revision.stats.reused.inc();
                 (w.store, Some((w.proxy, w.served)))
             }
-            None => (store::new_store(self.code.engine(), revision, &id, timeout, &self.policy), None),
+            None => {
+                let memory = admitted.memory.take().unwrap_or_else(|| self.admission.reservation(&revision.gate));
+                (store::new_store(self.code.engine(), revision, &id, timeout, &self.policy, memory), None)
+            }
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {
@@ -214,6 +227,10 @@ impl Executor {
                 // a woken waiter finds a free pooled instance.
                 let result = match result {
                     Ok((proxy, served, (req_rep, out_rep))) => {
+                        let memory = &mut store.data_mut().memory;
+                        revision.gate.note_memory(memory.used as u64);
+                        // An idle instance keeps only the budget its memory takes, not the request's body.
+                        memory.reservation.shrink_to(memory.used as u64);
                         // An outparam the guest never set would keep the client waiting in a reused store:
                         // removing it drops its sender, which answers 500, and the instance is not kept. A
                         // request the guest still holds (StarlingMonkey, Python's GC) stays, since the guest may
@@ -315,42 +332,12 @@ fn remove_if_present<T: 'static>(table: &mut wasmtime::component::ResourceTable,
     table.get(&resource).is_ok() && table.delete(resource).is_ok()
 }
 
-/// The `instances_discarded` reason for a request that failed on a reusable instance.
-fn discard_reason(error: &wasmtime::Error) -> &'static str {
-    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        "timeout"
-    } else if error.downcast_ref::<MemoryLimitExceeded>().is_some() {
-        "memory"
-    } else {
-        "trap"
-    }
-}
-
 fn request_id<B>(req: &Request<B>) -> Arc<str> {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 128) {
         Some(id) => id.into(),
         None => format!("{:x}-{:x}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)).into(),
     }
-}
-
-/// The status and message for a guest that failed: 504 past its timeout, 500 otherwise.
-fn classify(error: &wasmtime::Error, timeout: Duration) -> (StatusCode, String) {
-    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        let t = humantime::format_duration(timeout);
-        (StatusCode::GATEWAY_TIMEOUT, format!("the function exceeded its timeout of {t}"))
-    } else if let Some(m) = error.downcast_ref::<MemoryLimitExceeded>() {
-        (StatusCode::INTERNAL_SERVER_ERROR, format!("the function exceeded its memory limit of {} bytes", m.limit))
-    } else {
-        (StatusCode::INTERNAL_SERVER_ERROR, format!("the function failed: {error:#}"))
-    }
-}
-
-fn guest_failure(revision: &Revision, id: &str, timeout: Duration, error: wasmtime::Error) -> Response<ResponseBody> {
-    let (status, message) = classify(&error, timeout);
-    tracing::warn!(function = %revision.key(), revision = %revision.name, request_id = id, status = status.as_u16(), "{message}");
-    revision.stats.set_error(message.clone());
-    json_error(status, &message, serde_json::json!({ "requestId": id }))
 }
 
 /// Removes the first `strip` bytes of the path (a route prefix), keeping the query.
@@ -382,13 +369,5 @@ mod tests {
         assert_eq!(strip_prefix(&u, "/default/hello".len()).to_string(), "/a/b?x=1");
         let u: http::Uri = "/default/hello".parse().unwrap();
         assert_eq!(strip_prefix(&u, "/default/hello".len()).to_string(), "/");
-    }
-
-    #[test]
-    fn guest_failures_are_classified() {
-        let t = Duration::from_secs(2);
-        assert_eq!(classify(&Trap::Interrupt.into(), t).0, StatusCode::GATEWAY_TIMEOUT);
-        let (status, message) = classify(&MemoryLimitExceeded { limit: 64 }.into(), t);
-        assert!(status == StatusCode::INTERNAL_SERVER_ERROR && message.contains("memory limit of 64"), "{message}");
     }
 }

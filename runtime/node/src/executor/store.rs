@@ -2,6 +2,7 @@
 //! revision's environment, stdout and stderr into the function's rate-limited log), the `wasi:http` context
 //! with the node's egress policy, the memory cap, and the epoch deadline that stops the guest at its timeout.
 
+use crate::budget::Reservation;
 use crate::egress::{Egress, EgressPolicy};
 use crate::engine::deadline_ticks;
 use crate::host::{Host, MemoryCap};
@@ -28,6 +29,7 @@ pub(super) fn new_store(
     request_id: &Arc<str>,
     timeout: Duration,
     policy: &NodePolicy,
+    memory: Reservation,
 ) -> Store<Host> {
     let stdout = revision.stats.log.stream(request_id.clone(), "stdout");
     let stderr = revision.stats.log.stream(request_id.clone(), "stderr");
@@ -37,7 +39,7 @@ pub(super) fn new_store(
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
         table: wasmtime::component::ResourceTable::new(),
-        memory: MemoryCap::new(revision.function.spec.limits.memory.bytes() as usize),
+        memory: MemoryCap::new(revision.function.spec.limits.memory.bytes() as usize, memory),
         egress: Egress(policy.egress.clone()),
         output: [stdout, stderr],
     };

@@ -210,6 +210,16 @@ impl Guest for Handler {
                 kept.push(vec![1u8; mb << 20]);
                 respond(out, 200, format!("kept {} MiB", kept.iter().map(|v| v.len() >> 20).sum::<usize>()).as_bytes());
             }
+            // Grows its memory, then waits holding it: a JS handler awaiting a slow fetch, say.
+            "/hold" => {
+                let mb: usize = query_param(query, "mb").and_then(|v| v.parse().ok()).unwrap_or(1);
+                let ms: u64 = query_param(query, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+                let held = vec![1u8; mb << 20];
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                let body = read_body(&request);
+                let text = format!("held {} MiB, read {} bytes", std::hint::black_box(&held).len() >> 20, body.len());
+                respond(out, 200, text.as_bytes());
+            }
             "/status" => {
                 let code: u16 = query_param(query, "code").and_then(|v| v.parse().ok()).unwrap_or(500);
                 respond(out, code, b"status");
