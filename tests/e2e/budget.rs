@@ -150,3 +150,39 @@ async fn a_body_the_budget_cannot_hold_gets_503_and_bounds_are_checked_at_start(
     let Err((_, logs)) = NodeProc::try_start(bad.path(), opts) else { panic!("the node started") };
     assert!(logs.contains("max-request-body") && logs.contains("memory budget"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_namespace_filling_its_event_deliveries_does_not_block_another() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let wasm = rust_guest();
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), "max-event-deliveries = 4\nfair-share = 50\n");
+    for ns in ["flood", "calm"] {
+        let yaml = format!(
+            "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: sink\n  namespace: {ns}\nspec:\n  \
+             component: {}\n  env:\n    - {{name: SLEEP_MS, value: \"3000\"}}\n  triggers:\n    - {{name: t, events: {{}}}}\n",
+            wasm.display()
+        );
+        node.deploy_ok(&yaml).await;
+    }
+    let post = |ns: &'static str, id: u32| {
+        let url = format!("http://{}/_events/{ns}", node.ingress);
+        let req = node.client.post(url).header("ce-specversion", "1.0").header("ce-id", id.to_string());
+        req.header("ce-source", "/test").header("ce-type", "t").body("{}").send()
+    };
+    // Two deliveries in progress fill the namespace's half of the node's four.
+    for id in 0..2 {
+        assert_eq!(post("flood", id).await.unwrap().status().as_u16(), 202);
+    }
+    let refused = post("flood", 2).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.headers().get("retry-after").is_some());
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("namespace `flood` holds its share"), "{body}");
+    // The other namespace still gets the node's other half.
+    for id in 0..2 {
+        let resp = post("calm", id).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 202, "{}", resp.text().await.unwrap());
+    }
+    assert_eq!(post("calm", 9).await.unwrap().status().as_u16(), 503, "and no more than its half");
+}
