@@ -82,10 +82,14 @@ mod tests {
         let code = out[0].clone().expect("the component is compiled");
 
         let dir = tempfile::tempdir().unwrap();
+        // As a container's node is configured: the host's shared cache, keyed.
+        let key = dir.path().join(crate::host_dir::KEY_FILE);
+        crate::trust::ensure_key(&key, crate::trust::effective_uid()).unwrap();
         let node = Node::new(NodeConfig {
             listen: ([127, 0, 0, 1], 0).into(),
             data_dir: dir.path().join("data"),
             aot_dir: Some(dir.path().join("aot")),
+            aot_key_file: Some(key),
             default_function: Some("pod/hello".into()),
             pool: crate::sandbox::pool(),
             ..NodeConfig::default()
@@ -96,6 +100,10 @@ mod tests {
         // produced by a `Precompiler` for this component.
         assert!(unsafe { node.import_compiled(digest, b"not code".to_vec()) }.await.is_err(), "garbage is refused");
         unsafe { node.import_compiled(digest, code) }.await.unwrap();
+        let engine =
+            std::fs::read_dir(dir.path().join("aot")).unwrap().flatten().find(|e| e.file_name() != "functions");
+        let tag = std::fs::read_to_string(engine.unwrap().path().join(format!("{}.sum", digest.hex()))).unwrap();
+        assert!(tag.starts_with("wasmfn-aot/2 hmac-sha256 "), "the imported code is tagged with the key: {tag}");
         let f = wasmfn_api::Function::new("pod", "hello", &digest.to_string());
         node.deploy(f, None).await.expect("deploys from the compiled code alone");
         assert!(!dir.path().join("data/blobs/sha256").join(digest.hex()).exists(), "no component bytes stored");

@@ -1,10 +1,14 @@
 //! The host directory the shim shares between containers: `aot/` holds compiled code (keyed by component
-//! digest and engine, checksummed), `run/<id>/` one container's function table and blobs.
+//! digest and engine, tagged with an HMAC under `aot.key`), `run/<id>/` one container's function table and
+//! blobs. The shim refuses the directory unless no one but root can change it or any directory above it
+//! ([`crate::trust`]).
 //!
 //! Containers run after `pivot_root` into their image, where no host path is visible. The directory is
 //! opened in `main`, before the zygote that every container's init process is cloned from, so the open
 //! descriptor is inherited and `/proc/self/fd/<n>` reaches it from inside the container.
 
+use crate::trust;
+use anyhow::Context as _;
 use std::fs::File;
 use std::os::fd::{IntoRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -16,28 +20,42 @@ use std::time::Duration;
 pub const ENV: &str = "WASMFN_SHIM_DIR";
 /// The host directory when [`ENV`] is unset.
 pub const DEFAULT: &str = "/var/lib/wasmfn/shim";
+/// The file in the host directory with the key that tags `aot/`'s entries: 32 random bytes, mode 0600, made by
+/// the shim on its first start.
+pub const KEY_FILE: &str = "aot.key";
 
 static HOST_DIR: OnceLock<Result<RawFd, String>> = OnceLock::new();
 
 /// Creates and opens the host directory. Failures are reported when a container needs it.
 pub fn open_from_env() {
     let path = std::env::var_os(ENV).map_or_else(|| PathBuf::from(DEFAULT), PathBuf::from);
-    let opened = open(&path).map_err(|e| format!("cannot open the shim's host directory {}: {e}", path.display()));
+    let opened = open(&path, trust::effective_uid())
+        .map(IntoRawFd::into_raw_fd)
+        .map_err(|e| format!("cannot open the shim's host directory {}: {e:#}", path.display()));
     let _ = HOST_DIR.set(opened);
 }
 
-fn open(path: &Path) -> std::io::Result<RawFd> {
-    std::fs::create_dir_all(path)?;
+/// Creates what is missing of the host directory at `path` once it and its ancestors are trusted (owned by root or
+/// `trusted_uid`, writable by no one else), and opens it.
+fn open(path: &Path, trusted_uid: u32) -> anyhow::Result<File> {
+    std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+    // Nothing in it is created, changed or opened before it is known that no one else can put anything there
+    // (`set_permissions` would follow a planted symlink). From here on, the resolved path is used.
+    let path = trust::check_tree(path, trusted_uid)?;
     // Compiled code is loaded as native code: only root (containers running as root) may write it.
-    // Containers running as other users read it and compile what is missing in memory.
     // State directories are like /tmp: anyone may add one, nobody can remove or read another's.
     for (sub, mode) in [("aot", 0o755), ("run", 0o1777)] {
         let dir = path.join(sub);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
     }
+    trust::check_tree(&path.join("aot"), trusted_uid)?;
+    // Containers that can read the key (those running as root) load and write `aot/`; others compile in their
+    // own state directory (`sandbox.rs`).
+    trust::ensure_key(&path.join(KEY_FILE), trusted_uid)?;
     // Close-on-exec (std's default) only matters for images that turn out to be native executables.
-    Ok(File::open(path)?.into_raw_fd())
+    File::open(&path).with_context(|| format!("cannot open {}", path.display()))
 }
 
 /// The host directory as seen from inside a container.
@@ -130,5 +148,29 @@ mod tests {
         let live_path = live.path().to_owned();
         drop(live);
         assert!(!live_path.exists());
+    }
+
+    #[test]
+    fn the_host_directory_is_made_with_its_key_only_below_trusted_directories() {
+        let uid = trust::effective_uid();
+        let base = trust::test_base();
+        let host = base.path().join("wasmfn/shim");
+        open(&host, uid).unwrap();
+        let mode = |p: &str| std::fs::metadata(host.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!((mode("aot"), mode("run"), mode(KEY_FILE)), (0o755, 0o1777, 0o600));
+        let key = std::fs::read(host.join(KEY_FILE)).unwrap();
+        open(&host, uid).unwrap();
+        assert_eq!(std::fs::read(host.join(KEY_FILE)).unwrap(), key, "the key outlives the shim");
+
+        // Someone else may write above it: refused, and nothing is created or changed below.
+        let parent = base.path().join("wasmfn");
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o775)).unwrap();
+        std::fs::remove_dir(host.join("aot")).unwrap();
+        let e = format!("{:#}", open(&host, uid).unwrap_err());
+        assert!(
+            e.contains(&format!("{} (owner uid {uid}, mode 0775) is writable by its group", parent.display())),
+            "{e}"
+        );
+        assert!(!host.join("aot").exists());
     }
 }

@@ -9,6 +9,7 @@
 mod compiler;
 mod host_dir;
 mod sandbox;
+mod trust;
 
 use containerd_shim_wasm::shim::{Cli, Shim, Version, version};
 

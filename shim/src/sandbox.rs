@@ -174,10 +174,15 @@ async fn serve(
     let mut function = function(envs, &manifest_dir)?;
     let root = host_dir::root().map_err(anyhow::Error::msg)?;
     let state = StateDir::create(&root).context("cannot create the container's state directory")?;
+    let key = shared_aot(&root);
     let config = NodeConfig {
         listen: SocketAddr::new(address, port),
         data_dir: state.path().to_owned(),
-        aot_dir: Some(root.join("aot")),
+        // Without the shared cache: `<state>/aot`, removed with the container.
+        aot_dir: key.is_some().then(|| root.join("aot")),
+        // Cranelift's function cache sits beside the AOT cache: only worth keeping when shared.
+        compile_cache: key.is_some(),
+        aot_key_file: key,
         default_function: Some(function.key().to_string()),
         pool: pool(),
         // A pod's loopback is its own (sidecars); there is no admin API on it.
@@ -203,6 +208,20 @@ async fn serve(
     node.serve(listeners, shutdown).await?;
     drop(state);
     Ok(())
+}
+
+/// The AOT key file, when this container may use the host's shared AOT cache: its user can read the key, which
+/// only root can (`host_dir::KEY_FILE`). Others cannot check the tags of the shared code, so they must not load it:
+/// they compile into their own state directory.
+fn shared_aot(root: &Path) -> Option<PathBuf> {
+    let key = root.join(host_dir::KEY_FILE);
+    match std::fs::File::open(&key) {
+        Ok(_) => Some(key),
+        Err(e) => {
+            tracing::info!(error = %e, "the AOT key is not readable by this container's user: compiled code is not shared with other containers");
+            None
+        }
+    }
 }
 
 /// The function: the image's manifest if it has one, its env overridden by the container's.

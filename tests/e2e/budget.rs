@@ -25,7 +25,7 @@ impl Tally {
             200 => self.ok.fetch_add(1, Ordering::Relaxed),
             503 if retry_after => self.busy.fetch_add(1, Ordering::Relaxed),
             _ => {
-                eprintln!("unexpected {status}: {body}");
+                println!("unexpected {status}: {body}");
                 self.other.fetch_add(1, Ordering::Relaxed)
             }
         };

@@ -120,7 +120,7 @@ async fn corrupt_or_swapped_aot_entries_are_recompiled() {
     assert!(node.logs().contains("corrupt or stale"));
     assert!(node.stop().success());
 
-    // Another component's entry, checksum file and all, copied over this one's: never served.
+    // Another component's entry, tag file and all, copied over this one's: never served.
     let variant = d.path().join("variant.wasm");
     std::fs::write(&variant, with_custom_section(&std::fs::read(&wasm).unwrap())).unwrap();
     let mut node = NodeProc::start(d.path(), "");
@@ -132,7 +132,7 @@ async fn corrupt_or_swapped_aot_entries_are_recompiled() {
     };
     let (ours, theirs) = (digest_of(&wasm), digest_of(&variant));
     let compat = entries[0].parent().unwrap().to_path_buf();
-    for ext in ["cwasm", "b3"] {
+    for ext in ["cwasm", "sum"] {
         std::fs::copy(compat.join(format!("{theirs}.{ext}")), compat.join(format!("{ours}.{ext}"))).unwrap();
     }
     let mut node = NodeProc::start(d.path(), "");

@@ -14,6 +14,12 @@ fn shim() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-wasmfn-v1"))
 }
 
+/// A host directory for the shim: not in `/tmp`, which the shim refuses (others can write to it), but in the
+/// target directory, whose every ancestor only root writes when the tests run as root.
+fn shim_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -105,7 +111,7 @@ impl Running {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plain_image_serves_drains_on_kill_and_its_second_start_reuses_the_compiled_code() {
-    let shim_dir = tempfile::tempdir().unwrap();
+    let shim_dir = shim_dir();
     let ctrd = Containerd::start(&shim(), shim_dir.path()).await;
     let component = std::fs::read(guests::rust_guest()).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -133,6 +139,10 @@ async fn a_plain_image_serves_drains_on_kill_and_its_second_start_reuses_the_com
     let digest = wasmfn_runtime::Digest::of(&component);
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert!(entries[0].0.ends_with(format!("{}.cwasm", digest.hex())), "{entries:?}");
+    let tag = std::fs::read_to_string(entries[0].0.with_extension("sum")).unwrap();
+    assert!(tag.starts_with("wasmfn-aot/2 hmac-sha256 "), "the shared cache is keyed: {tag}");
+    let key = std::fs::metadata(shim_dir.path().join("aot.key")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777, 0o600);
     assert_eq!(std::fs::read_dir(shim_dir.path().join("run")).unwrap().count(), 1, "one live state directory");
 
     // SIGTERM with a request in flight (the guest logs the event, then sleeps 1.5 s): the request finishes,
@@ -158,12 +168,27 @@ async fn a_plain_image_serves_drains_on_kill_and_its_second_start_reuses_the_com
     let (code, log) = run.finish().await;
     assert_eq!(code, 0, "{log}");
     assert!(!log.contains("compiled component"), "the second start compiles nothing:\n{log}");
+
+    // Run 3: someone who can write the cache but not read the key plants code with a plain checksum: it is
+    // refused and the component compiled again.
+    let mut planted = std::fs::read(&entries[0].0).unwrap();
+    let middle = planted.len() / 2;
+    planted[middle] ^= 0xff;
+    std::fs::write(&entries[0].0, &planted).unwrap();
+    std::fs::write(entries[0].0.with_extension("sum"), format!("wasmfn-aot/2 blake3 {}\n", "0".repeat(64))).unwrap();
+    let run = Running::new(ctrd.run(image, "web-3", &env));
+    first_ok(port).await;
+    ctrd.ctr_ok(&["tasks", "kill", "web-3"]);
+    let (code, log) = run.finish().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("not keyed") && log.contains("compiled component"), "refused and compiled:\n{log}");
+    assert_ne!(std::fs::read(&entries[0].0).unwrap(), planted, "replaced");
     eventually(Duration::from_secs(10), "no task is left", || async { ctrd.tasks().is_empty().then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_images_fail_to_start_with_the_reason_in_the_shim_log() {
-    let shim_dir = tempfile::tempdir().unwrap();
+    let shim_dir = shim_dir();
     let ctrd = Containerd::start(&shim(), shim_dir.path()).await;
     let work = tempfile::tempdir().unwrap();
     let core = wat::parse_str("(module)").unwrap();
@@ -189,7 +214,7 @@ async fn bad_images_fail_to_start_with_the_reason_in_the_shim_log() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_container_that_cannot_serve_exits_1_with_the_reason_in_its_log() {
-    let shim_dir = tempfile::tempdir().unwrap();
+    let shim_dir = shim_dir();
     let ctrd = Containerd::start(&shim(), shim_dir.path()).await;
     let work = tempfile::tempdir().unwrap();
     let tarball = work.path().join("image.tar");
@@ -210,4 +235,26 @@ async fn a_container_that_cannot_serve_exits_1_with_the_reason_in_its_log() {
     let (code, log) = Running::new(ctrd.run(image, "bad-drain", &[("WASMFN_DRAIN_TIMEOUT", "soon")])).finish().await;
     assert_eq!(code, 1, "{log}");
     assert!(log.contains("WASMFN_DRAIN_TIMEOUT=soon"), "{log}");
+}
+
+/// Compiled code is run as native code: a host directory below one that others can write to is refused, and
+/// every container fails with that directory, its owner and its mode in its log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_directory_others_could_replace_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = shim_dir();
+    std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ctrd = Containerd::start(&shim(), &parent.path().join("shim")).await;
+    let work = tempfile::tempdir().unwrap();
+    let tarball = work.path().join("image.tar");
+    let image = "docker.io/wasmfn/untrusted-dir:test";
+    let component = std::fs::read(guests::rust_guest()).unwrap();
+    plain_image(&tarball, image, &[("/app.wasm", &component)], &["/app.wasm"]);
+    ctrd.import(&tarball);
+    let port = free_port().to_string();
+    let (code, log) = Running::new(ctrd.run(image, "untrusted", &[("PORT", &port)])).finish().await;
+    assert_eq!(code, 1, "{log}");
+    let named = format!("{} (owner uid 0, mode 0777) is writable by its group and others", parent.path().display());
+    assert!(log.contains(&named), "{log}");
+    assert!(!parent.path().join("shim/aot").exists(), "nothing is made below a refused directory");
 }

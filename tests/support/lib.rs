@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod containerd;
+pub mod dns;
 pub mod fake_registry;
 pub mod guests;
 pub mod kube;

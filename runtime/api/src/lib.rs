@@ -18,6 +18,7 @@
 //! assert_eq!(f.spec.limits.memory.bytes(), 64 << 20);
 //! ```
 
+mod egress;
 mod events;
 mod key;
 mod quantity;
@@ -27,6 +28,7 @@ mod source;
 mod spec;
 mod traffic;
 
+pub use egress::{Egress, EgressRule, MAX_EGRESS_RULES};
 pub use events::{
     BackoffPolicy, BrokerTrigger, CronSource, Delivery, Filter, NatsSink, NatsSource, Sink, Trigger, parse_schedule,
 };

@@ -124,6 +124,9 @@ pub struct FunctionSpec {
     /// them creates no revision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<Trigger>,
+    /// Private hosts and networks the function's outgoing HTTP may reach (public ones need no entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<crate::Egress>,
 }
 
 impl FunctionSpec {
@@ -339,6 +342,9 @@ impl Function {
             }
         }
         self.spec.scaling.validate(&self.spec.limits)?;
+        if let Some(egress) = &self.spec.egress {
+            egress.validate()?;
+        }
         let l = &self.spec.limits;
         if l.timeout.is_zero() || l.timeout > MAX_TIMEOUT {
             return Err(ManifestError::invalid("spec.limits.timeout", "must be above zero and at most 24h"));

@@ -1,9 +1,11 @@
 //! The on-disk AOT cache: compiled components keyed by the component's sha256 and the engine's
 //! `precompile_compatibility_hash`, loaded with `Component::deserialize_file`.
 //!
-//! Each entry is `<hex>.cwasm` plus `<hex>.b3`, the BLAKE3 hash of the component digest and the `.cwasm`. wasmtime checks its own
-//! header but not the code it maps, so the checksum is what keeps a flipped bit from ever running. BLAKE3 rather than
-//! sha256: every process verifies an entry once before its first use, and a JavaScript component's code is ~40 MB.
+//! Each entry is `<hex>.cwasm` plus its tag `<hex>.sum` (`tag.rs`: the format versions, and the HMAC that keys
+//! entries when the node has an AOT key). wasmtime checks its own header but not the code it maps, so the tag is
+//! what keeps a flipped bit, or code planted by someone without the key, from ever running. An unkeyed tag is
+//! BLAKE3 rather than sha256: every process verifies an entry once before its first use, and a JavaScript
+//! component's code is ~40 MB.
 
 use crate::blobs::{Digest, write_atomic};
 use crate::error::{Cause, Error, cause};
@@ -13,8 +15,11 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
+pub(crate) use tag::AotKey;
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+mod tag;
 
 /// How a component was obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +68,12 @@ impl Precompiler {
 pub(crate) struct AotCache {
     dir: PathBuf,
     engine: Engine,
+    /// [`compatibility_key`] of `engine`, which every tag covers.
+    engine_key: u64,
+    /// With a key, only entries tagged with it are loaded and new ones are tagged with it.
+    key: Option<AotKey>,
     metrics: Metrics,
-    /// Entries whose checksum this process verified, with the file identity seen then. A cold start after
+    /// Entries whose tag this process verified, with the file identity seen then. A cold start after
     /// scale to zero skips reading and hashing an unchanged file; any write to it changes its identity.
     verified: Mutex<HashMap<PathBuf, FileId>>,
 }
@@ -81,16 +90,30 @@ impl FileId {
     }
 }
 
+/// The files of one entry.
+struct Paths {
+    code: PathBuf,
+    /// The tag in the current format.
+    sum: PathBuf,
+    /// The version 1 checksum, read without a key and deleted when the entry is written again.
+    v1: PathBuf,
+}
+
 impl AotCache {
-    /// A cache in `<root>/<engine compatibility hash>`.
-    pub(crate) fn new(root: &Path, engine: &Engine, metrics: Metrics) -> AotCache {
-        let dir = root.join(format!("{:016x}", compatibility_key(engine)));
-        AotCache { dir, engine: engine.clone(), metrics, verified: Mutex::default() }
+    /// A cache in `<root>/<engine compatibility hash>`, keyed with `key` when there is one.
+    pub(crate) fn new(root: &Path, engine: &Engine, metrics: Metrics, key: Option<AotKey>) -> AotCache {
+        let engine_key = compatibility_key(engine);
+        let dir = root.join(format!("{engine_key:016x}"));
+        AotCache { dir, engine: engine.clone(), engine_key, key, metrics, verified: Mutex::default() }
     }
 
-    fn paths(&self, digest: &Digest) -> (PathBuf, PathBuf) {
+    fn paths(&self, digest: &Digest) -> Paths {
         let hex = digest.hex();
-        (self.dir.join(format!("{hex}.cwasm")), self.dir.join(format!("{hex}.b3")))
+        Paths {
+            code: self.dir.join(format!("{hex}.cwasm")),
+            sum: self.dir.join(format!("{hex}.sum")),
+            v1: self.dir.join(format!("{hex}.b3")),
+        }
     }
 
     /// The directory of this engine's entries.
@@ -111,15 +134,22 @@ impl AotCache {
 
     /// Deletes the entry of `digest`, if any.
     pub(crate) fn remove(&self, digest: &Digest) {
-        let (code, sum) = self.paths(digest);
-        let _ = std::fs::remove_file(sum);
-        let _ = std::fs::remove_file(code);
+        let p = self.paths(digest);
+        let _ = std::fs::remove_file(p.sum);
+        let _ = std::fs::remove_file(p.v1);
+        let _ = std::fs::remove_file(p.code);
     }
 
-    /// Whether a complete entry exists (its checksum is not verified here).
+    /// Whether an entry this cache could use exists (its tag is not verified here).
     pub(crate) fn contains(&self, digest: &Digest) -> bool {
-        let (code, sum) = self.paths(digest);
-        code.exists() && sum.exists()
+        let p = self.paths(digest);
+        p.code.exists() && (p.sum.exists() || (self.key.is_none() && p.v1.exists()))
+    }
+
+    /// Whether the entry of `digest` exists and its tag verifies: its code came from this cache (or, without a
+    /// key, from anyone who can write the directory).
+    pub(crate) fn verifies(&self, digest: &Digest) -> bool {
+        matches!(self.check(digest, &self.paths(digest)), Ok(Some(_)))
     }
 
     /// Loads the compiled component for `digest`, compiling `wasm()` on a miss or a bad entry.
@@ -129,9 +159,9 @@ impl AotCache {
         digest: &Digest,
         wasm: impl FnOnce() -> Result<Vec<u8>, Error>,
     ) -> Result<(Component, Outcome), Error> {
-        let (code, sum) = self.paths(digest);
+        let paths = self.paths(digest);
         let mut outcome = Outcome::Miss;
-        match self.try_load(digest, &code, &sum) {
+        match self.try_load(digest, &paths) {
             Ok(Some(component)) => {
                 self.metrics.aot_hits.inc();
                 return Ok((component, Outcome::Hit));
@@ -139,10 +169,10 @@ impl AotCache {
             Ok(None) => {}
             Err(bad) => {
                 let reason = crate::error::chain(&bad);
-                tracing::warn!(%digest, path = %code.display(), %reason, "AOT cache entry is corrupt or stale; recompiling");
+                let path = paths.code.display();
+                tracing::warn!(%digest, %path, %reason, "AOT cache entry is corrupt or stale, or not tagged with this node's key; recompiling");
                 self.metrics.aot_corrupt.inc();
-                let _ = std::fs::remove_file(&sum);
-                let _ = std::fs::remove_file(&code);
+                self.remove(digest);
                 outcome = Outcome::Recovered;
             }
         }
@@ -161,64 +191,67 @@ impl AotCache {
         Ok((component, outcome))
     }
 
-    /// Writes the entry of `digest`: the code first, then its checksum, so an entry without a checksum is never
-    /// a hit.
+    /// Writes the entry of `digest`: the code first, then its tag, so an entry without a tag is never a hit.
     pub(crate) fn store(&self, digest: &Digest, compiled: &[u8]) -> std::io::Result<()> {
-        let (code, sum) = self.paths(digest);
-        write_atomic(&code, compiled)?;
-        write_atomic(&sum, self.checksum(digest, compiled).as_bytes())?;
-        let id = FileId::of(&code)?;
-        self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(code, id);
+        let p = self.paths(digest);
+        // An old checksum must not vouch for the new code while its tag is being written.
+        match std::fs::remove_file(&p.v1) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        write_atomic(&p.code, compiled)?;
+        write_atomic(&p.sum, tag::compute(self.key.as_ref(), digest, self.engine_key, compiled).as_bytes())?;
+        let id = FileId::of(&p.code)?;
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(p.code, id);
         Ok(())
     }
 
-    /// Binds the compiled bytes to the component they came from, so an entry copied or renamed onto another
-    /// digest's path fails the check instead of serving the wrong code.
-    fn checksum(&self, digest: &Digest, compiled: &[u8]) -> String {
-        let mut h = blake3::Hasher::new();
-        h.update(digest.hex().as_bytes());
-        h.update(compiled);
-        h.finalize().to_hex().to_string()
-    }
-
     /// `Ok(None)` when there is no entry, `Err(why)` when the entry is bad.
-    fn try_load(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<Option<Component>, BadEntry> {
-        let id = match FileId::of(code) {
-            Ok(id) => id,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(BadEntry::Read(e)),
-        };
-        // Code without its checksum is an entry being written (by another process sharing the cache): a miss,
-        // not a corrupt entry to delete.
-        if !sum.exists() {
+    fn try_load(&self, digest: &Digest, p: &Paths) -> Result<Option<Component>, BadEntry> {
+        if self.check(digest, p)?.is_none() {
             return Ok(None);
         }
-        let known = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(code) == Some(&id);
-        if !known {
-            self.verify(digest, code, sum)?;
-            self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(code.to_path_buf(), id);
-        }
         // SAFETY: the file was written by this cache for an engine with the same compatibility hash (the
-        // directory name) and its checksum matched, in this process, for this very file identity, so it is
-        // wasmtime's own output, unmodified.
-        match unsafe { Component::deserialize_file(&self.engine, code) } {
+        // directory name, also covered by the tag) and its tag matched, in this process, for this very file
+        // identity, so it is wasmtime's own output, unmodified (with a key: written by a holder of the key).
+        match unsafe { Component::deserialize_file(&self.engine, &p.code) } {
             Ok(c) => Ok(Some(c)),
             Err(e) => {
-                self.verified.lock().unwrap_or_else(|e| e.into_inner()).remove(code);
+                self.verified.lock().unwrap_or_else(|e| e.into_inner()).remove(&p.code);
                 Err(BadEntry::Load(cause(e)))
             }
         }
     }
 
-    /// Checks the entry's checksum. `Ok(())` when it matches.
-    fn verify(&self, digest: &Digest, code: &Path, sum: &Path) -> Result<(), BadEntry> {
-        let expected = std::fs::read_to_string(sum).map_err(BadEntry::ReadChecksum)?;
-        let bytes = std::fs::read(code).map_err(BadEntry::Read)?;
-        let actual = self.checksum(digest, &bytes);
-        if actual != expected.trim() {
-            return Err(BadEntry::Checksum { expected: expected.trim().to_string(), actual });
+    /// Verifies the entry's tag unless this process already did for the file as it is now: `Ok(None)` when
+    /// there is no (complete) entry.
+    fn check(&self, digest: &Digest, p: &Paths) -> Result<Option<FileId>, BadEntry> {
+        let id = match FileId::of(&p.code) {
+            Ok(id) => id,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(BadEntry::Read(e)),
+        };
+        // Code without its tag is an entry being written (by another process sharing the cache): a miss, not a
+        // corrupt entry to delete.
+        let v1 = !p.sum.exists();
+        if v1 && !p.v1.exists() {
+            return Ok(None);
         }
-        Ok(())
+        let known = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&p.code) == Some(&id);
+        if known {
+            return Ok(Some(id));
+        }
+        let key = self.key.as_ref();
+        let text = std::fs::read_to_string(if v1 { &p.v1 } else { &p.sum }).map_err(BadEntry::ReadTag)?;
+        let bytes = std::fs::read(&p.code).map_err(BadEntry::Read)?;
+        let verified = if v1 {
+            tag::verify_v1(key, digest, &bytes, &text)
+        } else {
+            tag::verify(key, digest, self.engine_key, &bytes, &text)
+        };
+        verified.map_err(BadEntry::Tag)?;
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(p.code.clone(), id);
+        Ok(Some(id))
     }
 }
 
@@ -227,52 +260,13 @@ impl AotCache {
 enum BadEntry {
     #[error("cannot read the entry")]
     Read(#[source] std::io::Error),
-    #[error("cannot read its checksum")]
-    ReadChecksum(#[source] std::io::Error),
-    #[error("checksum mismatch: expected {expected}, found {actual}")]
-    Checksum { expected: String, actual: String },
+    #[error("cannot read its tag")]
+    ReadTag(#[source] std::io::Error),
+    #[error("its tag does not vouch for it")]
+    Tag(#[source] tag::TagError),
     #[error("wasmtime cannot load it")]
     Load(#[source] Cause),
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cache(dir: &Path) -> (AotCache, Metrics) {
-        let engine = Engine::default();
-        let metrics = Metrics::new();
-        (AotCache::new(dir, &engine, metrics.clone()), metrics)
-    }
-
-    #[test]
-    fn hit_after_miss_and_an_in_place_edit_is_caught_in_the_same_process() {
-        let dir = tempfile::tempdir().unwrap();
-        let (aot, metrics) = cache(dir.path());
-        let wasm = wat::parse_str("(component (core module))").unwrap();
-        let digest = Digest::of(&wasm);
-        let compile = || Ok(wasm.clone());
-        assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Miss);
-        assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Hit);
-        assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Hit);
-
-        // Rewrite the entry in place with different bytes of the same length: the file's identity changes,
-        // so the checksum is verified again and fails.
-        let (code, _) = aot.paths(&digest);
-        let mut bytes = std::fs::read(&code).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        std::fs::write(&code, &bytes).unwrap();
-        assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Recovered);
-        assert_eq!(metrics.aot_corrupt.get(), 1);
-        assert_eq!(aot.load_or_compile(&digest, compile).unwrap().1, Outcome::Hit);
-
-        // In a new process (nothing verified yet), an entry without its checksum file is not trusted. It is a
-        // miss, not a corrupt entry: another process sharing the cache may be between writing code and checksum.
-        std::fs::remove_file(aot.paths(&digest).1).unwrap();
-        let fresh = AotCache::new(dir.path(), &Engine::default(), metrics.clone());
-        assert_eq!(fresh.load_or_compile(&digest, compile).unwrap().1, Outcome::Miss);
-        assert_eq!(metrics.aot_corrupt.get(), 1, "not counted as corrupt");
-        assert_eq!(fresh.load_or_compile(&digest, compile).unwrap().1, Outcome::Hit);
-    }
-}
+mod tests;

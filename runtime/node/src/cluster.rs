@@ -7,7 +7,9 @@
 //!   admin API) are left alone.
 //! - The table persists as always, so a node that restarts while the API server is unreachable serves what it
 //!   served until the watch resumes.
-//! - Deploys that fail (a registry down) and reports that fail (the API server down) are retried.
+//! - Deploys that fail (a registry down) and reports that fail (the API server down) are retried with
+//!   exponential backoff (1 s doubling to 5 min, jittered) until they succeed or the spec changes; the status
+//!   says why the function waits and when it is tried next.
 
 use crate::error::Error;
 use crate::node::Node;
@@ -24,8 +26,37 @@ use wasmfn_api::{Function, FunctionResource, NodeStatus};
 
 /// The annotation marking functions that came from the cluster.
 pub const ORIGIN: &str = "wasmfn.dev/origin";
-/// How often failed deploys and reports are tried again.
-const RETRY: Duration = Duration::from_secs(10);
+/// How often the retry queue is looked at; each entry waits its own backoff.
+const RETRY_TICK: Duration = Duration::from_secs(1);
+/// The first retry's delay, doubled per failure up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// When a failed deploy or report is tried next: exponential backoff with ±20% jitter, so a registry or API
+/// server coming back is not hit by every node at once.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    failures: u32,
+    next: tokio::time::Instant,
+}
+
+impl Backoff {
+    /// The backoff after one more failure (the first when `previous` is none).
+    fn after(previous: Option<Backoff>) -> Backoff {
+        let failures = previous.map_or(1, |b| b.failures.saturating_add(1));
+        let base = FIRST_BACKOFF.saturating_mul(1u32 << (failures - 1).min(16)).min(MAX_BACKOFF);
+        let jitter = base.mul_f64(0.8 + 0.4 * fastrand::f64());
+        Backoff { failures, next: tokio::time::Instant::now() + jitter }
+    }
+
+    fn due(&self) -> bool {
+        tokio::time::Instant::now() >= self.next
+    }
+
+    fn delay(&self) -> Duration {
+        self.next.saturating_duration_since(tokio::time::Instant::now())
+    }
+}
 
 /// Keeps `node`'s table in sync with the cluster's Functions, until `shutdown` resolves.
 pub async fn run(node: Node, client: Client, node_name: String, shutdown: impl std::future::Future<Output = ()>) {
@@ -45,7 +76,7 @@ pub async fn run(node: Node, client: Client, node_name: String, shutdown: impl s
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut retry = tokio::time::interval(RETRY);
+    let mut retry = tokio::time::interval(RETRY_TICK);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut listed: Option<HashSet<FunctionKey>> = None;
     loop {
@@ -72,6 +103,11 @@ pub async fn run(node: Node, client: Client, node_name: String, shutdown: impl s
     }
 }
 
+/// Whether two versions of a Function ask for the same deploy (generation and serving image).
+fn same_spec(a: &FunctionResource, b: &FunctionResource) -> bool {
+    a.metadata.generation == b.metadata.generation && a.serving_image() == b.serving_image()
+}
+
 fn key(f: &FunctionResource) -> FunctionKey {
     FunctionKey::new(f.namespace().unwrap_or_default(), f.name_any())
 }
@@ -93,8 +129,9 @@ struct Sync {
     node_name: String,
     manager: String,
     applied: HashMap<FunctionKey, Applied>,
-    failed: HashMap<FunctionKey, FunctionResource>,
-    unreported: HashMap<FunctionKey, (String, String, NodeStatus)>,
+    /// Deploys to try again (a registry down), with their backoff; a new generation resets it.
+    failed: HashMap<FunctionKey, (FunctionResource, Backoff)>,
+    unreported: HashMap<FunctionKey, (String, String, NodeStatus, Option<Backoff>)>,
     reported: HashMap<FunctionKey, NodeStatus>,
 }
 
@@ -149,6 +186,10 @@ impl Sync {
         if self.applied.get(&key) == Some(&applied) && !self.failed.contains_key(&key) {
             return;
         }
+        // A failed deploy of this same spec waits for its backoff (our own status patch comes back as an event).
+        if self.failed.get(&key).is_some_and(|(old, b)| same_spec(old, f) && !b.due()) {
+            return;
+        }
         let result = match Self::manifest(f, &image) {
             Ok(function) => self.node.deploy(function, None).await,
             Err(e) => Err(e),
@@ -170,18 +211,24 @@ impl Sync {
             Err(e) => {
                 tracing::warn!(function = %key, %image, error = %e, "deploying from the cluster failed");
                 // Configuration errors wait for a new generation; anything else (a registry down) is retried.
-                if e.is_client_error() {
+                let message = if e.is_client_error() {
                     self.applied.insert(key.clone(), applied);
+                    e.to_string()
                 } else {
-                    self.failed.insert(key.clone(), f.clone());
-                }
+                    // The same generation failing again backs off further; a changed one starts over.
+                    let previous = self.failed.get(&key).filter(|(old, _)| same_spec(old, f)).map(|(_, b)| *b);
+                    let backoff = Backoff::after(previous);
+                    self.failed.insert(key.clone(), (f.clone(), backoff));
+                    let wait = humantime::format_duration(Duration::from_secs(backoff.delay().as_secs().max(1)));
+                    format!("{e}; retrying in {wait} (failure {})", backoff.failures)
+                };
                 let served = self.node.get(&f.namespace().unwrap_or_default(), &f.name_any());
                 NodeStatus {
                     node: self.node_name.clone(),
                     ready: false,
                     image: Some(image),
                     revision: served.map(|s| s.revision),
-                    message: Some(e.to_string()),
+                    message: Some(message),
                     observed_generation: f.metadata.generation,
                 }
             }
@@ -240,12 +287,12 @@ impl Sync {
         if self.reported.get(&key) == Some(&status) {
             return;
         }
-        self.unreported.insert(key.clone(), (f.namespace().unwrap_or_default(), f.name_any(), status));
+        self.unreported.insert(key.clone(), (f.namespace().unwrap_or_default(), f.name_any(), status, None));
         self.send(&key).await;
     }
 
     async fn send(&mut self, key: &FunctionKey) {
-        let Some((ns, name, status)) = self.unreported.get(key).cloned() else { return };
+        let Some((ns, name, status, backoff)) = self.unreported.get(key).cloned() else { return };
         let api: Api<FunctionResource> = Api::namespaced(self.client.clone(), &ns);
         let patch = serde_json::json!({
             "apiVersion": wasmfn_api::API_VERSION, "kind": wasmfn_api::KIND, "status": {"nodes": [status]},
@@ -259,18 +306,50 @@ impl Sync {
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 self.unreported.remove(key);
             }
-            Err(e) => tracing::warn!(function = %key, error = %e, "reporting status failed; retrying"),
+            Err(e) => {
+                let backoff = Backoff::after(backoff);
+                tracing::warn!(function = %key, error = %e, retry_in = ?backoff.delay(), "reporting status failed");
+                if let Some(entry) = self.unreported.get_mut(key) {
+                    entry.3 = Some(backoff);
+                }
+            }
         }
     }
 
+    /// Tries again the deploys and reports whose backoff has passed.
     async fn retry(&mut self) {
-        let failed: Vec<FunctionResource> = self.failed.values().cloned().collect();
-        for f in failed {
+        let due: Vec<FunctionResource> =
+            self.failed.values().filter(|(_, b)| b.due()).map(|(f, _)| f.clone()).collect();
+        for f in due {
             self.apply(&f).await;
         }
-        let keys: Vec<FunctionKey> = self.unreported.keys().cloned().collect();
+        let keys: Vec<FunctionKey> =
+            (self.unreported.iter()).filter(|(_, (.., b))| b.is_none_or(|b| b.due())).map(|(k, _)| k.clone()).collect();
         for key in keys {
             self.send(&key).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_back_off_exponentially_with_jitter_up_to_a_cap() {
+        let mut b = Backoff::after(None);
+        let mut delays = vec![b.delay()];
+        for _ in 0..12 {
+            b = Backoff::after(Some(b));
+            delays.push(b.delay());
+        }
+        assert_eq!(b.failures, 13);
+        for (i, d) in delays.iter().enumerate() {
+            let base = FIRST_BACKOFF.saturating_mul(1 << i).min(MAX_BACKOFF);
+            assert!(*d >= base.mul_f64(0.79) && *d <= base.mul_f64(1.21), "failure {}: {d:?} vs {base:?}", i + 1);
+        }
+        assert!(!b.due());
+        tokio::time::advance(MAX_BACKOFF.mul_f64(1.25)).await;
+        assert!(b.due());
     }
 }

@@ -63,6 +63,10 @@ pub struct NodeConfig {
     /// Networks (CIDRs) guests may reach although the egress policy prohibits them by default: private
     /// ranges of a cluster's own services, say. Never needed for public addresses.
     pub egress_allow: Vec<ipnet::IpNet>,
+    /// DNS servers (`ip:port`) that resolve guests' outgoing host names, dead-letter sinks and NATS servers;
+    /// the system's resolver when empty. Each request's name is resolved once, and only the addresses checked
+    /// are connected to.
+    pub dns_servers: Vec<SocketAddr>,
     /// Instance pool sizing.
     pub pool: PoolConfig,
     /// Guest stdout/stderr rate limit.
@@ -80,6 +84,11 @@ pub struct NodeConfig {
     pub compile_cache: bool,
     /// Past this size the compilation cache is emptied and refills.
     pub compile_cache_max: Quantity,
+    /// A file of 32 secret bytes (mode 0600) that keys the AOT cache: entries are tagged with an HMAC-SHA256
+    /// under it, and only entries with a valid tag are loaded (others are compiled again). For an `aot-dir` that
+    /// parties without the key can write to; the containerd shim makes one. Without it, entries carry a plain
+    /// checksum, enough for a cache only the node writes.
+    pub aot_key_file: Option<PathBuf>,
 }
 
 /// How the node reaches OCI registries, and what it accepts from them.
@@ -177,6 +186,7 @@ impl Default for NodeConfig {
             component_dirs: Vec::new(),
             allow_loopback_egress: false,
             egress_allow: Vec::new(),
+            dns_servers: Vec::new(),
             pool: PoolConfig::default(),
             guest_log: GuestLogConfig::default(),
             registry: RegistryConfig::default(),
@@ -184,6 +194,7 @@ impl Default for NodeConfig {
             revision_history: 10,
             compile_cache: true,
             compile_cache_max: Quantity::from_bytes(2 << 30),
+            aot_key_file: None,
         }
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     /// Set once restored components are compiled (`/readyz`).
     pub(crate) ready: AtomicBool,
     pub(crate) ingress_addr: OnceLock<SocketAddr>,
+    /// The admin API's address once bound; the egress policy never lets tenants reach it.
+    pub(crate) admin_addr: Arc<OnceLock<SocketAddr>>,
     /// A pod-style node's function (`default-function`).
     pub(crate) default_function: Option<FunctionKey>,
 }
@@ -60,9 +62,12 @@ impl Node {
         let code = Arc::new(CodeStore::new(&config, metrics.clone())?);
         let alarm = Arc::new(Alarm::default());
         let table = Arc::new(FunctionTable::new(&config, metrics.clone(), alarm.clone()));
+        let admin_addr = Arc::new(OnceLock::new());
         let egress = crate::egress::EgressPolicy {
             allow_loopback: config.allow_loopback_egress,
             allow: config.egress_allow.clone().into(),
+            resolver: crate::egress::resolver(&config.dns_servers),
+            admin: admin_addr.clone(),
         };
         let policy = NodePolicy { egress: egress.clone(), max_request_body: config.max_request_body.bytes() };
         let idle = IdleBudget::new(config.pool.idle_instances, metrics.idle_instances.clone());
@@ -91,6 +96,7 @@ impl Node {
             events,
             ready: AtomicBool::new(false),
             ingress_addr: OnceLock::new(),
+            admin_addr,
         };
         Ok(Node { inner: Arc::new(inner) })
     }

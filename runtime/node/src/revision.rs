@@ -5,6 +5,7 @@ use crate::admission::{FunctionGate, RevisionGate};
 use crate::blobs::Digest;
 use crate::code::Loaded;
 use crate::counters::RevisionCounters;
+use crate::egress::Grants;
 use crate::instances::{Discarded, InstancePool};
 use crate::stats::FunctionStats;
 use arc_swap::ArcSwapOption;
@@ -70,6 +71,8 @@ pub(crate) struct Revision {
     pub(crate) digest: Digest,
     pub(crate) created: SystemTime,
     pub(crate) env: Vec<(String, String)>,
+    /// What its `spec.egress` opens for its outgoing HTTP.
+    pub(crate) egress: Arc<Grants>,
     pub(crate) stats: Arc<FunctionStats>,
     /// Its slots and the requests running on it.
     pub(crate) gate: Arc<RevisionGate>,
@@ -95,6 +98,7 @@ impl Revision {
             name: function.revision_name(generation),
             generation,
             env: guest_env(&function, generation),
+            egress: Arc::new(Grants::of(function.spec.egress.as_ref())),
             digest,
             created,
             stats: common.stats.clone(),

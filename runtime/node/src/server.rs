@@ -37,6 +37,7 @@ impl Node {
         let ingress = TcpListener::bind(c.listen).await?;
         let admin = TcpListener::bind(c.admin_listen).await?;
         let _ = self.inner.ingress_addr.set(ingress.local_addr()?);
+        let _ = self.inner.admin_addr.set(admin.local_addr()?);
         Ok(Listeners { ingress, admin: Some(admin) })
     }
 

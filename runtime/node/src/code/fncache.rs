@@ -6,6 +6,10 @@
 //! counted, and the function is compiled again. Past `compile-cache-max` bytes the cache is emptied (moved
 //! aside and deleted in the background) and refills with what is compiled next. The bound is per process:
 //! nodes sharing an `aot-dir` each count their own writes.
+//!
+//! With the node's AOT key (a key derived from it), entry names and checksums are keyed BLAKE3 hashes: the code of
+//! a function planted by someone without the key is never found, or fails its check, so it cannot slip into code
+//! the AOT cache then tags as its own. Unkeyed entries are never looked up by a keyed cache, and vice versa.
 
 use prometheus_client::metrics::counter::Counter;
 use std::borrow::Cow;
@@ -14,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::CacheStore;
 
-/// Entries are a BLAKE3 hash of key and value, then the value.
+/// Entries are a BLAKE3 hash (keyed, when the cache has a key) of key and value, then the value.
 const SUM: usize = 32;
 
 /// The node's series for the cache.
@@ -34,13 +38,31 @@ pub(crate) struct FunctionCache {
     bytes: AtomicU64,
     max: u64,
     counters: CacheCounters,
+    /// Keys entry names and checksums.
+    secret: Option<Secret>,
+}
+
+/// A key that `Debug` does not print.
+struct Secret([u8; 32]);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl FunctionCache {
-    /// A cache in `dir` (created on the first insert) of at most `max` bytes. Its size is found by a scan on
-    /// a thread of its own, which also deletes what an earlier process left moved aside.
-    pub(crate) fn new(dir: PathBuf, max: u64, counters: CacheCounters) -> std::sync::Arc<Self> {
-        let cache = std::sync::Arc::new(FunctionCache { dir, bytes: AtomicU64::new(0), max, counters });
+    /// A cache in `dir` (created on the first insert) of at most `max` bytes, keyed with `secret` when given.
+    /// Its size is found by a scan on a thread of its own, which also deletes what an earlier process left moved
+    /// aside.
+    pub(crate) fn new(
+        dir: PathBuf,
+        max: u64,
+        counters: CacheCounters,
+        secret: Option<[u8; 32]>,
+    ) -> std::sync::Arc<Self> {
+        let secret = secret.map(Secret);
+        let cache = std::sync::Arc::new(FunctionCache { dir, bytes: AtomicU64::new(0), max, counters, secret });
         let weak = std::sync::Arc::downgrade(&cache);
         let _ = std::thread::Builder::new().name("wasmfn-cache-scan".into()).spawn(move || {
             let Some(cache) = weak.upgrade() else { return };
@@ -78,12 +100,24 @@ impl FunctionCache {
 
     /// `<dir>/<first 2 hex digits>/<the rest>` of the key's hash: no directory holds all of them.
     fn path(&self, key: &[u8]) -> PathBuf {
-        let hex = blake3::hash(key).to_hex();
+        let hex = match &self.secret {
+            // A prefix keeps names and checksums apart under the one key.
+            Some(s) => blake3::Hasher::new_keyed(&s.0).update(b"name\0").update(key).finalize(),
+            None => blake3::hash(key),
+        }
+        .to_hex();
         self.dir.join(&hex[..2]).join(&hex[2..])
     }
 
-    fn sum(key: &[u8], value: &[u8]) -> [u8; SUM] {
-        let mut h = blake3::Hasher::new();
+    fn sum(&self, key: &[u8], value: &[u8]) -> [u8; SUM] {
+        let mut h = match &self.secret {
+            Some(s) => {
+                let mut h = blake3::Hasher::new_keyed(&s.0);
+                h.update(b"sum\0");
+                h
+            }
+            None => blake3::Hasher::new(),
+        };
         h.update(&(key.len() as u64).to_le_bytes());
         h.update(key);
         h.update(value);
@@ -120,7 +154,7 @@ impl CacheStore for FunctionCache {
                 return None;
             }
         };
-        if bytes.len() < SUM || bytes[..SUM] != Self::sum(key, &bytes[SUM..]) {
+        if bytes.len() < SUM || bytes[..SUM] != self.sum(key, &bytes[SUM..]) {
             tracing::warn!(path = %path.display(), "corrupt compilation cache entry removed; compiling the function again");
             self.counters.corrupt.inc();
             self.counters.misses.inc();
@@ -134,7 +168,7 @@ impl CacheStore for FunctionCache {
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
         let path = self.path(key);
-        match Self::write(&path, &Self::sum(key, &value), &value) {
+        match Self::write(&path, &self.sum(key, &value), &value) {
             Ok(()) => {
                 let size = (SUM + value.len()) as u64;
                 if self.bytes.fetch_add(size, Ordering::Relaxed) + size > self.max {
@@ -169,7 +203,7 @@ mod tests {
     use super::*;
 
     fn cache(dir: &Path) -> std::sync::Arc<FunctionCache> {
-        FunctionCache::new(dir.join("functions"), 1 << 30, CacheCounters::default())
+        FunctionCache::new(dir.join("functions"), 1 << 30, CacheCounters::default(), None)
     }
 
     #[test]
@@ -202,12 +236,32 @@ mod tests {
         assert_eq!(c.get(b"key").as_deref(), Some(&b"compiled"[..]));
     }
 
+    /// Someone without the key cannot plant a function: a keyed cache never looks at unkeyed entries, and an
+    /// entry copied to the name a keyed cache uses fails its keyed checksum.
+    #[test]
+    fn a_keyed_cache_ignores_and_refuses_entries_made_without_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = cache(dir.path());
+        let with = |secret| FunctionCache::new(dir.path().join("functions"), 1 << 30, CacheCounters::default(), secret);
+        let keyed = with(Some([1; 32]));
+        assert!(plain.insert(b"key", b"planted".to_vec()));
+        assert!(keyed.get(b"key").is_none(), "another name");
+        std::fs::create_dir_all(keyed.path(b"key").parent().unwrap()).unwrap();
+        std::fs::copy(plain.path(b"key"), keyed.path(b"key")).unwrap();
+        assert!(keyed.get(b"key").is_none(), "unkeyed checksum");
+        assert_eq!(keyed.counters.corrupt.get(), 1);
+        assert!(keyed.insert(b"key", b"compiled".to_vec()));
+        assert_eq!(keyed.get(b"key").as_deref(), Some(&b"compiled"[..]));
+        assert!(with(Some([2; 32])).get(b"key").is_none(), "another key: another name");
+        assert_eq!(with(Some([1; 32])).get(b"key").as_deref(), Some(&b"compiled"[..]));
+    }
+
     #[test]
     fn past_its_size_limit_the_cache_empties_and_refills() {
         let dir = tempfile::tempdir().unwrap();
         // Left moved aside by an earlier process: deleted by the scan, which is done once it is gone.
         std::fs::create_dir_all(dir.path().join("functions.old-1234/ab")).unwrap();
-        let c = FunctionCache::new(dir.path().join("functions"), 4096, CacheCounters::default());
+        let c = FunctionCache::new(dir.path().join("functions"), 4096, CacheCounters::default(), None);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !c.moved_aside().is_empty() {
             assert!(std::time::Instant::now() < deadline, "moved-aside caches are deleted: {:?}", c.moved_aside());

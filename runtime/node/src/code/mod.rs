@@ -7,7 +7,7 @@ mod fncache;
 mod gc;
 mod pull;
 
-use crate::aot::AotCache;
+use crate::aot::{AotCache, AotKey};
 use crate::blobs::{Blobs, Digest};
 use crate::config::NodeConfig;
 use crate::engine::{self, AllocatorKind, EpochTicker};
@@ -66,6 +66,8 @@ impl CodeStore {
     /// Builds the engine (pooling when the address space allows), the linker and the stores of `config`.
     pub(crate) fn new(config: &NodeConfig, metrics: Metrics) -> Result<CodeStore, Error> {
         let aot_root = config.aot_dir.clone().unwrap_or_else(|| config.data_dir.join("aot"));
+        let key = config.aot_key_file.as_deref().map(AotKey::read).transpose();
+        let key = key.map_err(|e| Error::Engine { what: "reading the AOT key", source: e.into() })?;
         let cache = config.compile_cache.then(|| {
             let m = &metrics;
             let counters = fncache::CacheCounters {
@@ -74,7 +76,9 @@ impl CodeStore {
                 corrupt: m.fn_cache_corrupt.clone(),
             };
             let max = config.compile_cache_max.bytes();
-            fncache::FunctionCache::new(aot_root.join("functions"), max, counters) as Arc<dyn wasmtime::CacheStore>
+            // Keyed too: a function planted in this cache would end up in code the AOT cache then vouches for.
+            let key = key.as_ref().map(|k| k.derive("wasmfn compilation cache v1"));
+            fncache::FunctionCache::new(aot_root.join("functions"), max, counters, key) as Arc<dyn wasmtime::CacheStore>
         });
         let (engine, allocator) = engine::build(&config.pool, cache)
             .map_err(|e| Error::Engine { what: "building the engine", source: cause(e) })?;
@@ -85,7 +89,7 @@ impl CodeStore {
         let ticker = EpochTicker::start(engine.clone())
             .map_err(|e| Error::Engine { what: "starting the epoch thread", source: e.into() })?;
         Ok(CodeStore {
-            aot: AotCache::new(&aot_root, &engine, metrics.clone()),
+            aot: AotCache::new(&aot_root, &engine, metrics.clone(), key),
             blobs: Blobs::new(&config.data_dir),
             compiled: Mutex::default(),
             loading: Mutex::default(),
@@ -186,8 +190,9 @@ impl CodeStore {
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
             let digest = Digest::of(&bytes);
-            // Compiled code for these very bytes exists only if they passed this check before.
-            if !store.aot.contains(&digest) {
+            // Compiled code for these very bytes exists only if they passed this check before (with a key: only
+            // code the cache itself tagged counts, not a file someone put there).
+            if !store.aot.verifies(&digest) {
                 validate::check_component(&bytes)?;
             }
             store.blobs.put_as(digest, &bytes)

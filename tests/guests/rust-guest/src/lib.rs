@@ -150,11 +150,12 @@ impl Guest for Handler {
                 }
             }
             "/fetch" => {
-                // Outgoing HTTP: GET http://<authority><path> and report the status or the error.
+                // Outgoing HTTP: GET http(s)://<authority><path> and report the status or the error.
                 let authority = query_param(query, "authority").unwrap_or("127.0.0.1");
                 let target = query_param(query, "path").unwrap_or("/");
+                let scheme = if query_param(query, "scheme") == Some("https") { Scheme::Https } else { Scheme::Http };
                 let outgoing = OutgoingRequest::new(Fields::new());
-                outgoing.set_scheme(Some(&Scheme::Http)).expect("scheme");
+                outgoing.set_scheme(Some(&scheme)).expect("scheme");
                 outgoing.set_authority(Some(authority)).expect("authority");
                 outgoing.set_path_with_query(Some(target)).expect("path");
                 let answer = match outgoing_handler::handle(outgoing, None) {
