@@ -184,6 +184,9 @@ async fn serve(
         compile_cache: key.is_some(),
         aot_key_file: key,
         default_function: Some(function.key().to_string()),
+        // One function per container: it may use the whole of the container's slots and memory budget (the
+        // budget itself comes from the container's cgroup limit).
+        fair_share: 100,
         pool: pool(),
         // A pod's loopback is its own (sidecars); there is no admin API on it.
         allow_loopback_egress: true,
