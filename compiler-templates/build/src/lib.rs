@@ -196,15 +196,34 @@ impl Builder {
 
     /// Builds the function in `src` with `template`, from the cache unless `use_cache` is false.
     pub fn build(&self, src: &Path, template: &str, use_cache: bool, progress: &Progress) -> Result<Built, BuildError> {
+        self.build_handler(src, template, None, use_cache, progress)
+    }
+
+    /// [`Builder::build`] with a Kubeless-style `file.function` handler (validated by the manifest).
+    pub fn build_handler(
+        &self,
+        src: &Path,
+        template: &str,
+        handler: Option<&str>,
+        use_cache: bool,
+        progress: &Progress,
+    ) -> Result<Built, BuildError> {
         let started = Instant::now();
         let template = self.template(template)?;
         let adapter = adapters::find(&template.spec.adapter).expect("checked when loaded");
         let src = std::path::absolute(src).map_err(|e| BuildError::io(src, e))?;
         template.check_toolchain()?;
-        let entry = template.entry(&src)?;
-        let ctx = adapters::Ctx { template, src: &src, entry: entry.as_deref(), cache_dir: &self.cache_dir };
+        let (file, function) = match handler.and_then(|h| h.rsplit_once('.')) {
+            Some((file, function)) => (Some(file), Some(function)),
+            None => (None, None),
+        };
+        let entry = template.entry_for(&src, file)?;
+        let ctx = adapters::Ctx { template, src: &src, entry: entry.as_deref(), function, cache_dir: &self.cache_dir };
         adapter.prepare(&ctx, progress)?;
-        let tools = adapter.fingerprint(&ctx)?;
+        let mut tools = adapter.fingerprint(&ctx)?;
+        if let Some(h) = handler {
+            tools.push_str(&format!("\nhandler={h}"));
+        }
         let key = cache::key(template, &tools, &src)?;
         if use_cache && let Some(hit) = cache::lookup(&self.cache_dir, &key) {
             return Ok(Built {

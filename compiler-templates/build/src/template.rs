@@ -95,15 +95,29 @@ impl Template {
 
     /// The entry file of the function in `src`, if the template names any.
     pub fn entry(&self, src: &Path) -> Result<Option<String>, BuildError> {
+        self.entry_for(src, None)
+    }
+
+    /// The entry file for a handler's file part (`hello` of `hello.foo`): that name with the extension of one
+    /// of the template's entry files (`hello.js`, `hello.mjs`…); without one, the first entry file present.
+    pub fn entry_for(&self, src: &Path, handler_file: Option<&str>) -> Result<Option<String>, BuildError> {
         if self.spec.entry.is_empty() {
             return Ok(None);
         }
-        match self.spec.entry.iter().find(|e| src.join(e).is_file()) {
+        let candidates: Vec<String> = match handler_file {
+            None => self.spec.entry.clone(),
+            Some(file) => {
+                let mut exts: Vec<&str> = self.spec.entry.iter().filter_map(|e| e.rsplit_once('.')).map(|x| x.1).collect();
+                exts.dedup();
+                exts.iter().map(|ext| format!("{file}.{ext}")).collect()
+            }
+        };
+        match candidates.iter().find(|e| src.join(e).is_file()) {
             Some(e) => Ok(Some(e.clone())),
             None => Err(BuildError::NoEntry {
                 dir: src.to_path_buf(),
                 template: self.spec.name.clone(),
-                expected: self.spec.entry.join(", "),
+                expected: candidates.join(", "),
                 handler: self.spec.handler.clone(),
             }),
         }

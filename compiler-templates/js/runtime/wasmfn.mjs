@@ -1,13 +1,41 @@
 // The wasmfn JavaScript dispatcher: one fetch listener that calls the user's handler in whichever style the module
-// uses, and turns its result (or its exception) into a Response.
-//   Kubeless/Kyma:  export function handler(event, context)  or  module.exports = { handler }
+// uses, and turns its result (or its exception) into a Response. Without a handler name (`spec.build.handler`,
+// Kubeless' `file.function`), the first of these:
+//   Kubeless:       export function handler(event, context)  or  module.exports = { handler }
+//   Kyma:           export function main(event, context)     or  module.exports = { main }
 //   fetch object:   export default { fetch(request) }
+//   default export: export default function (event, context)
 //   fetch event:    addEventListener('fetch', (e) => e.respondWith(...))
 import { environment, fetchListeners, realAddEventListener } from './prelude.mjs';
+import { KymaResponse, kymaEvent } from './kyma.mjs';
 
-function pick(user) {
+/** `name` exported by the module, as ESM or CommonJS (`module.exports.name`, which esbuild puts on default). */
+function exported(user, name) {
   const def = user.default;
-  const handler = typeof user.handler === 'function' ? user.handler : def && typeof def.handler === 'function' ? def.handler : null;
+  if (typeof user[name] === 'function') return user[name];
+  if (def && typeof def[name] === 'function') return def[name];
+  return null;
+}
+
+function exportedNames(user) {
+  const names = Object.keys(user).filter((k) => k !== 'default');
+  if (user.default && typeof user.default === 'object') names.push(...Object.keys(user.default));
+  return [...new Set(names)];
+}
+
+function pick(user, named, entry) {
+  if (named) {
+    const fn = exported(user, named);
+    if (!fn) {
+      const has = exportedNames(user);
+      throw new Error(
+        `wasmfn: ${entry} has no function \`${named}\` (the handler names it); it exports ${has.length ? has.map((n) => `\`${n}\``).join(', ') : 'nothing'}`,
+      );
+    }
+    return { style: 'kubeless', call: fn };
+  }
+  const def = user.default;
+  const handler = exported(user, 'handler') ?? exported(user, 'main');
   if (handler) return { style: 'kubeless', call: handler };
   if (def && typeof def.fetch === 'function') return { style: 'fetch', call: (req) => def.fetch(req) };
   if (typeof def === 'function' && fetchListeners.length === 0) return { style: 'kubeless', call: def };
@@ -73,7 +101,7 @@ function parseData(text, type) {
   return text;
 }
 
-async function kubelessEvent(request) {
+async function kubelessEvent(request, res) {
   const url = new URL(request.url);
   const headers = Object.fromEntries(request.headers);
   const type = headers['content-type'] ?? '';
@@ -86,17 +114,27 @@ async function kubelessEvent(request) {
   }
   const ce = cloudEvent(headers, envelope);
   const header = (a, b) => headers[a] ?? (ce ? ce[b] : undefined);
-  return {
+  const event = {
     data,
     'event-id': header('event-id', 'id') ?? crypto.randomUUID(),
     'event-type': header('event-type', 'type') ?? type,
     'event-time': header('event-time', 'time') ?? new Date().toISOString(),
     'event-namespace': header('event-namespace', 'source') ?? 'http.wasmfn.dev',
     extensions: {
-      request: { method: request.method, path: url.pathname, url: url.pathname + url.search, headers, query: queryObject(url.searchParams) },
+      request: {
+        method: request.method,
+        path: url.pathname,
+        url: url.pathname + url.search,
+        originalUrl: url.pathname + url.search,
+        headers,
+        query: queryObject(url.searchParams),
+        body: data,
+        get: (name) => headers[String(name).toLowerCase()],
+      },
       cloudevent: ce,
     },
   };
+  return kymaEvent(event, headers, ce, res);
 }
 
 function kubelessContext(runtime) {
@@ -110,6 +148,20 @@ function kubelessContext(runtime) {
 }
 
 const isBytes = (v) => v instanceof Uint8Array || v instanceof ArrayBuffer;
+
+/** Kyma's rules first: what the handler sent through `event.extensions.response`, or a status it set with nothing
+ * returned (an empty body with that status); else the returned value by Kubeless' rules, with the headers and
+ * status the handler set. */
+function kymaResponse(result, res) {
+  if (res.headersSent) return res.toResponse();
+  if ((result === undefined || result === null) && res.statusSet) return res.toResponse('');
+  const resp = toResponse(result);
+  if (!res.statusSet && [...res.headers].length === 0) return resp;
+  const headers = new Headers(resp.headers);
+  for (const [k, v] of res.headers) headers.set(k, v);
+  const status = res.statusSet && resp.status === 200 ? res.statusCode : resp.status;
+  return new Response(resp.body, { status, headers });
+}
 
 /** Kubeless return rules: a string, bytes, an object (JSON) or `{statusCode, headers, body}`. */
 function toResponse(result) {
@@ -140,12 +192,13 @@ function failure(request, error) {
 }
 
 /** Installs the fetch listener for the user's module; throws at build time when the module has no handler. */
-export function serve(user, { runtime, entry }) {
-  const chosen = pick(user);
+export function serve(user, { runtime, entry, handler }) {
+  const chosen = pick(user, handler, entry);
   if (!chosen) {
     throw new Error(
-      `wasmfn: ${entry} has no handler: export \`handler(event, context)\` (or set module.exports.handler), ` +
-        "`export default { fetch(request) }`, or call addEventListener('fetch', …)",
+      `wasmfn: ${entry} has no handler: export \`handler(event, context)\` (Kubeless) or \`main(event, context)\` ` +
+        "(Kyma), or set module.exports.handler / module.exports.main, `export default { fetch(request) }`, or call " +
+        "addEventListener('fetch', …); or name the function in spec.build.handler (`file.function`)",
     );
   }
   realAddEventListener('fetch', (event) => {
@@ -153,8 +206,9 @@ export function serve(user, { runtime, entry }) {
     const respond = async () => {
       try {
         if (chosen.style === 'kubeless') {
-          const ev = await kubelessEvent(request);
-          return toResponse(await chosen.call(ev, kubelessContext(runtime)));
+          const res = new KymaResponse();
+          const ev = await kubelessEvent(request, res);
+          return kymaResponse(await chosen.call(ev, kubelessContext(runtime)), res);
         }
         return toResponse(await chosen.call(request));
       } catch (e) {

@@ -22,7 +22,19 @@ import uuid
 from typing import Any, Dict, List, Optional, Tuple, Union
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["Request", "Response", "cloud_event", "kubeless_event", "kubeless_context", "to_response"]
+__all__ = [
+    "Request",
+    "Response",
+    "cloud_event",
+    "kubeless_event",
+    "kubeless_context",
+    "kyma_event",
+    "to_response",
+]
+
+# Where `emitCloudEvent` posts: the node routes this name to the function's namespace broker in-process.
+EVENTS_AUTHORITY = "events.wasmfn.internal"
+
 
 
 class Request:
@@ -117,6 +129,128 @@ def kubeless_event(request: Request) -> Dict[str, Any]:
         "event-namespace": h.get("event-namespace") or ce.get("source") or "http.wasmfn.dev",
         "extensions": {"request": request, "cloudevent": ce or None},
     }
+
+
+class KymaResponse:
+    """`event['extensions']['response']`: a status and headers a handler sets instead of returning them."""
+
+    def __init__(self):
+        self.status = None
+        self.headers: Dict[str, str] = {}
+
+    def set_status(self, status: int) -> "KymaResponse":
+        self.status = int(status)
+        return self
+
+    def set_header(self, name: str, value: str) -> "KymaResponse":
+        self.headers[name.lower()] = str(value)
+        return self
+
+    def apply(self, resp: Response, returned_nothing: bool) -> Response:
+        """The response with what the handler set: a status with nothing returned sends an empty body."""
+        if returned_nothing and self.status is not None:
+            resp = Response(b"", status=self.status)
+        elif self.status is not None and resp.status == 200:
+            resp.status = self.status
+        resp.headers.update(self.headers)
+        return resp
+
+
+class _Span:
+    """A span with OpenTelemetry's API shape; wasmfn drops spans (they record nothing)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.attributes: Dict[str, Any] = {}
+
+    def set_attribute(self, key, value):
+        self.attributes[key] = value
+        return self
+
+    def add_event(self, *args, **kwargs):
+        return self
+
+    def set_status(self, *args, **kwargs):
+        return self
+
+    def record_exception(self, *args, **kwargs):
+        return None
+
+    def end(self, *args, **kwargs):
+        return None
+
+    def is_recording(self) -> bool:
+        return False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Tracer:
+    """`event.tracer`: `start_span` and `start_as_current_span` as OpenTelemetry's Tracer has them."""
+
+    def start_span(self, name, *args, **kwargs):
+        return _Span(name)
+
+    def start_as_current_span(self, name, *args, **kwargs):
+        return _Span(name)
+
+
+class KymaEvent(dict):
+    """The Kubeless event with Kyma's additions: `ce-*` keys, `emitCloudEvent`, `tracer`, the response."""
+
+    def __init__(self, base: Dict[str, Any], emit):
+        super().__init__(base)
+        self._emit = emit
+        self.tracer = _Tracer()
+        ce = base["extensions"].get("cloudevent") or {}
+        for name in ("type", "source", "id", "specversion", "time", "eventtypeversion", "subject"):
+            if name in ce:
+                self["ce-" + name] = ce[name]
+        self["extensions"]["response"] = KymaResponse()
+
+    def setResponseHeader(self, name, value):  # noqa: N802 - Kyma's names
+        self["extensions"]["response"].set_header(name, value)
+
+    def setResponseStatus(self, status):  # noqa: N802
+        self["extensions"]["response"].set_status(status)
+
+    def setResponseContentType(self, content_type):  # noqa: N802
+        self["extensions"]["response"].set_header("content-type", content_type)
+
+    def emitCloudEvent(self, type, source, data, optionalCloudEventAttributes=None):  # noqa: N802, A002
+        """Publishes an event into the function's namespace broker; returns the broker's status code."""
+        attributes = dict(optionalCloudEventAttributes or {})
+        headers = {
+            "ce-specversion": str(attributes.pop("specversion", "1.0")),
+            "ce-id": str(attributes.pop("id", uuid.uuid4())),
+            "ce-type": type,
+            "ce-source": source,
+        }
+        content_type = attributes.pop("datacontenttype", None)
+        for k, v in attributes.items():
+            headers["ce-" + k] = str(v)
+        if isinstance(data, (bytes, bytearray)):
+            body = bytes(data)
+            headers["content-type"] = content_type or "application/octet-stream"
+        elif isinstance(data, str):
+            body = data.encode("utf-8")
+            headers["content-type"] = content_type or "text/plain"
+        else:
+            body = json.dumps(data).encode("utf-8")
+            headers["content-type"] = content_type or "application/json"
+        status = self._emit(body, headers)
+        if status >= 300:
+            raise RuntimeError(f"emitCloudEvent: the broker answered {status}")
+        return status
+
+
+def kyma_event(event: Dict[str, Any], emit) -> KymaEvent:
+    """Adds Kyma's interface to a Kubeless event; `emit(body, headers)` posts an event to the node."""
+    return KymaEvent(event, emit)
 
 
 def kubeless_context(env: Dict[str, str], runtime: str) -> Dict[str, str]:

@@ -68,14 +68,52 @@ def _failure(request: wasmfn.Request, error: BaseException) -> wasmfn.Response:
     return wasmfn.Response({"error": f"the handler failed: {error!r}", "requestId": request_id}, status=500)
 
 
-def serve(user, runtime: str, entry: str):
+def _emit(body: bytes, headers: dict) -> int:
+    """POSTs an event to the node's in-process route to the function's namespace broker; the status."""
+    from wit_world.imports import outgoing_handler
+    from wit_world.imports.types import Method_Post, OutgoingRequest, Scheme_Http
+
+    request = OutgoingRequest(Fields.from_list(wasmfn._items(headers)))
+    request.set_method(Method_Post())
+    request.set_scheme(Scheme_Http())
+    request.set_authority(wasmfn.EVENTS_AUTHORITY)
+    request.set_path_with_query("/")
+    out = request.body()
+    # Sent first, so the node reads the body as it is written.
+    pending = outgoing_handler.handle(request, None)
+    with out.write() as stream:
+        for i in range(0, len(body), _CHUNK):
+            stream.blocking_write_and_flush(body[i : i + _CHUNK])
+    OutgoingBody.finish(out, None)
+    with pending.subscribe() as ready:
+        ready.block()
+    result = pending.get()
+    if result is None or isinstance(result, Err) or isinstance(result.value, Err):
+        raise RuntimeError(f"emitCloudEvent: the node did not take the event: {result!r}")
+    return result.value.value.status()
+
+
+def serve(user, runtime: str, entry: str, handler=None):
     """Returns the `IncomingHandler` class for the user's module; raises (failing the build) when it has none."""
-    kubeless = getattr(user, "handler", None)
-    plain = getattr(user, "handle", None)
+    plain = None
+    if handler is not None:
+        kubeless = getattr(user, handler, None)
+        if not callable(kubeless):
+            names = [n for n in dir(user) if not n.startswith("_") and callable(getattr(user, n))]
+            raise RuntimeError(
+                f"wasmfn: {entry} has no function `{handler}` (the handler names it); it defines "
+                + (", ".join(f"`{n}`" for n in names) or "nothing callable")
+            )
+    else:
+        kubeless = getattr(user, "handler", None)
+        if not callable(kubeless):
+            kubeless = getattr(user, "main", None)
+        plain = getattr(user, "handle", None)
     if not callable(kubeless) and not callable(plain):
         raise RuntimeError(
-            f"wasmfn: {entry} has no handler: define `def handler(event, context)` (Kubeless style) "
-            "or `def handle(request)` (request/response style)"
+            f"wasmfn: {entry} has no handler: define `def handler(event, context)` (Kubeless), "
+            "`def main(event, context)` (Kyma) or `def handle(request)` (request/response style), "
+            "or name the function in spec.build.handler (`file.function`)"
         )
 
     class IncomingHandler(exports.IncomingHandler):
@@ -83,11 +121,11 @@ def serve(user, runtime: str, entry: str):
             req = _to_request(request)
             try:
                 if callable(kubeless):
-                    event = wasmfn.kubeless_event(req)
+                    event = wasmfn.kyma_event(wasmfn.kubeless_event(req), _emit)
                     result = kubeless(event, wasmfn.kubeless_context(dict(os.environ), runtime))
+                    resp = event["extensions"]["response"].apply(wasmfn.to_response(result), result is None)
                 else:
-                    result = plain(req)
-                resp = wasmfn.to_response(result)
+                    resp = wasmfn.to_response(plain(req))
             except Exception as e:  # noqa: BLE001 - any handler failure becomes a 500
                 resp = _failure(req, e)
             _send(response_out, resp)

@@ -143,6 +143,39 @@ impl FunctionSpec {
 pub struct Build {
     /// The compiler template: `rust`, `js`, `python` (a folder of `compiler-templates/`).
     pub template: String,
+    /// The handler as Kubeless names it, `file.function` (`hello.foo`: `foo` in `hello.js` or `hello.py`).
+    /// Without it the template looks for `handler` (Kubeless), then `main` (Kyma), then its other styles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+}
+
+impl Build {
+    /// The file (without extension, relative to the function folder) and the function `handler` names.
+    pub fn handler_parts(&self) -> Option<(&str, &str)> {
+        self.handler.as_deref()?.rsplit_once('.')
+    }
+}
+
+/// Checks a `file.function` handler: a relative path of plain names, and an identifier.
+pub(crate) fn validate_handler(handler: &str) -> Result<(), String> {
+    let Some((file, function)) = handler.rsplit_once('.') else {
+        return Err(format!("`{handler}` is not `file.function` (e.g. `handler.main`)"));
+    };
+    let ident = |s: &str| {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    };
+    let segment = |s: &str| {
+        !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    };
+    if handler.len() > 256 || !ident(function) || !file.split('/').all(segment) {
+        return Err(format!(
+            "`{handler}` is not `file.function`: a relative file name without extension (letters, digits, `_`, `-`, \
+             `/` between folders) and a function name"
+        ));
+    }
+    Ok(())
 }
 
 /// One environment variable.
@@ -285,6 +318,9 @@ impl Function {
             let t = &build.template;
             if t.is_empty() || !t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
                 return Err(ManifestError::invalid("spec.build.template", format!("`{t}` is not a template name")));
+            }
+            if let Some(h) = &build.handler {
+                validate_handler(h).map_err(|m| ManifestError::invalid("spec.build.handler", m))?;
             }
         }
         if let Some(source) = &self.spec.source {

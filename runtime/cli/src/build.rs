@@ -69,9 +69,11 @@ pub(crate) fn build_dir(
     template: Option<&str>,
     use_cache: bool,
 ) -> anyhow::Result<Built> {
+    let declared = manifest(dir)?.and_then(|f| f.spec.build);
+    let handler = declared.as_ref().and_then(|b| b.handler.clone());
     let template = match template {
         Some(t) => t.to_string(),
-        None => match manifest(dir)?.and_then(|f| f.spec.build) {
+        None => match declared {
             Some(b) => b.template,
             None => bail!(
                 "{}: no template: give --template (one of {}) or set spec.build.template in function.yaml",
@@ -80,7 +82,7 @@ pub(crate) fn build_dir(
             ),
         },
     };
-    let built = builder.build(dir, &template, use_cache, &Progress::stderr())?;
+    let built = builder.build_handler(dir, &template, handler.as_deref(), use_cache, &Progress::stderr())?;
     Ok(built)
 }
 

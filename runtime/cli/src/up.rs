@@ -116,34 +116,51 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<Source>) -> anyhow::Result<()> {
 async fn build_function(builder: &Arc<Builder>, f: &mut Function, base: &Path) -> anyhow::Result<()> {
     let (Some(build), None) = (&f.spec.build, &f.spec.component) else { return Ok(()) };
     let (builder, base2, template) = (builder.clone(), base.to_path_buf(), build.template.clone());
+    let handler = build.handler.clone();
     tracing::info!(function = %f.key(), %template, "building");
-    let built = tokio::task::spawn_blocking(move || builder.build(&base2, &template, true, &Progress::stderr()))
-        .await?
+    let built = tokio::task::spawn_blocking(move || {
+        builder.build_handler(&base2, &template, handler.as_deref(), true, &Progress::stderr())
+    })
+    .await?
         .with_context(|| format!("building {} from {}", f.key(), base.display()))?;
     tracing::info!(function = %f.key(), digest = %built.digest, size = built.size, cached = built.cached, "built");
     f.spec.component = Some(built.path.display().to_string());
     Ok(())
 }
 
-async fn deploy_source(node: &Node, builder: &Arc<Builder>, source: &Source) -> anyhow::Result<Vec<FunctionKey>> {
+/// Builds and deploys the functions of `source`. One that fails is logged under its name and skipped (what it
+/// served before keeps serving); the others go on. Returns every function the source declares, and how many
+/// failed; an error only when the source itself cannot be read.
+async fn deploy_source(
+    node: &Node,
+    builder: &Arc<Builder>,
+    source: &Source,
+) -> anyhow::Result<(Vec<FunctionKey>, usize)> {
     let (functions, base) = source.load()?;
-    let mut keys = Vec::new();
+    let (mut keys, mut failed) = (Vec::new(), 0);
     for mut f in functions {
         let key = f.key();
-        build_function(builder, &mut f, &base).await?;
-        let d = node
-            .deploy(f, Some(&base))
-            .await
-            .with_context(|| format!("deploying {key} from {}", source.path.display()))?;
-        if d.changed {
-            tracing::info!(function = %key, revision = %d.function.revision, "deployed");
+        keys.push(key.clone());
+        let deployed = async {
+            build_function(builder, &mut f, &base).await?;
+            node.deploy(f, Some(&base)).await.with_context(|| format!("deploying {key} from {}", source.path.display()))
+        };
+        match deployed.await {
+            Ok(d) => {
+                if d.changed {
+                    tracing::info!(function = %key, revision = %d.function.revision, "deployed");
+                }
+                if let Some(note) = &d.note {
+                    tracing::warn!(function = %key, "{note}");
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::error!(function = %key, "failed; the previous revision keeps serving (if any), retried when its files change: {e:#}");
+            }
         }
-        if let Some(note) = &d.note {
-            tracing::warn!(function = %key, "{note}");
-        }
-        keys.push(key);
     }
-    Ok(keys)
+    Ok((keys, failed))
 }
 
 pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -> anyhow::Result<()> {
@@ -160,9 +177,13 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -
     let node = Node::new(config).context("starting the embedded node")?;
     let listeners = node.bind().await.context("binding the listeners")?;
 
+    // A function that fails to build or deploy does not stop the others: it is logged and retried on change.
     let mut wanted = BTreeSet::new();
     for source in &sources {
-        wanted.extend(deploy_source(&node, &builder, source).await?);
+        match deploy_source(&node, &builder, source).await {
+            Ok((keys, _)) => wanted.extend(keys),
+            Err(e) => tracing::error!(source = %source.path.display(), "not served (fix it and it is retried): {e:#}"),
+        }
     }
     // `up` is declarative: functions left in the data dir by another `up` are not served.
     for f in node.list() {
@@ -204,9 +225,9 @@ async fn watch(node: Node, builder: Arc<Builder>, sources: Vec<Source>) {
             }
             *stamp = now;
             match deploy_source(&node, &builder, source).await {
-                Ok(keys) => {
+                Ok((keys, failed)) => {
                     let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
-                    tracing::info!(source = %source.path.display(), functions = ?keys, "redeployed after a change")
+                    tracing::info!(source = %source.path.display(), functions = ?keys, failed, "redeployed after a change")
                 }
                 Err(e) => {
                     tracing::error!(source = %source.path.display(), "redeploy failed; the previous revision keeps serving: {e:#}")

@@ -68,6 +68,7 @@ impl Node {
             allow: config.egress_allow.clone().into(),
             resolver: crate::egress::resolver(&config.dns_servers),
             admin: admin_addr.clone(),
+            publisher: Arc::default(),
         };
         let policy = NodePolicy { egress: egress.clone(), max_request_body: config.max_request_body.bytes() };
         let idle = IdleBudget::new(config.pool.idle_instances, metrics.idle_instances.clone());
@@ -76,7 +77,9 @@ impl Node {
         let executor = Arc::new(Executor::new(code.clone(), admission, policy.clone(), alarm, idle));
         let limits =
             BusLimits { deliveries: config.max_event_deliveries, share: config.fair_share, budget: budget.clone() };
-        let events = Arc::new(EventBus::new(table.clone(), executor.clone(), metrics.clone(), egress, limits));
+        let events = Arc::new(EventBus::new(table.clone(), executor.clone(), metrics.clone(), egress.clone(), limits));
+        let publisher: std::sync::Weak<dyn crate::egress::Publish> = Arc::downgrade(&events);
+        let _ = egress.publisher.set(publisher);
         table.restore(&|d| code.has_blob(d))?;
         // Restoring parses a file per function; hand the parse buffers' pages back rather than keep them
         // resident for the node's lifetime (~20 MB at 10,000 functions).

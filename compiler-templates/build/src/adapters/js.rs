@@ -63,12 +63,13 @@ impl Adapter for Js {
         let user = ctx.src.join(ctx.entry.expect("the js template names entry files"));
         let entry = work.join("entry.mjs");
         let source = format!(
-            "import {prelude};\nimport * as user from {user};\nimport {{ serve }} from {dispatch};\nserve(user, {{ runtime: {rt}, entry: {name} }});\n",
+            "import {prelude};\nimport * as user from {user};\nimport {{ serve }} from {dispatch};\nserve(user, {{ runtime: {rt}, entry: {name}, handler: {function} }});\n",
             prelude = literal(&runtime.join("prelude.mjs").display().to_string()),
             user = literal(&user.display().to_string()),
             dispatch = literal(&runtime.join("wasmfn.mjs").display().to_string()),
             rt = literal(&ctx.template.spec.runtime),
             name = literal(ctx.entry.unwrap_or_default()),
+            function = ctx.function.map_or_else(|| "undefined".to_string(), literal),
         );
         std::fs::write(&entry, source).map_err(|e| BuildError::io(&entry, e))?;
 

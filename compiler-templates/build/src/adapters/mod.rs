@@ -17,6 +17,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) src: &'a Path,
     /// The entry file, relative to `src`, for templates that name entry files.
     pub(crate) entry: Option<&'a str>,
+    /// The function a `file.function` handler names in the entry file (none: the template's own lookup).
+    pub(crate) function: Option<&'a str>,
     /// The build cache folder; adapters may keep shared state below it (Rust's target folder, vendored
     /// Python packages).
     pub(crate) cache_dir: &'a Path,

@@ -70,12 +70,14 @@ impl Adapter for Python {
 
     fn build(&self, ctx: &Ctx<'_>, work: &Path, out: &Path, progress: &Progress) -> Result<(), BuildError> {
         let entry = ctx.entry.expect("the python template names entry files");
-        let module = entry.trim_end_matches(".py");
+        // `src/hello.py` is the module `src.hello` (a namespace package needs no `__init__.py`).
+        let module = entry.trim_end_matches(".py").replace('/', ".");
         let glue = work.join("wasmfn_entry.py");
         let source = format!(
-            "import wasmfn_handler\nimport {module} as user\n\nIncomingHandler = wasmfn_handler.serve(user, runtime={rt}, entry={name})\n",
+            "import wasmfn_handler\nimport {module} as user\n\nIncomingHandler = wasmfn_handler.serve(user, runtime={rt}, entry={name}, handler={function})\n",
             rt = literal(&ctx.template.spec.runtime),
             name = literal(entry),
+            function = ctx.function.map_or_else(|| "None".to_string(), literal),
         );
         std::fs::write(&glue, source).map_err(|e| BuildError::io(&glue, e))?;
 

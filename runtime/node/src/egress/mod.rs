@@ -9,6 +9,24 @@ mod send;
 
 pub(crate) use send::Egress;
 
+/// The host a guest posts CloudEvents to (Kyma's `event.emitCloudEvent`): the node routes it in-process to the
+/// function's namespace broker, so emitting needs no loopback egress (`.internal` is reserved for private use).
+pub(crate) const EVENTS_HOST: &str = "events.wasmfn.internal";
+
+/// Publishes an event a guest emitted (the event bus implements it: egress cannot import `events`, which runs
+/// guests through the executor, which builds stores with this module).
+pub(crate) trait Publish: Send + Sync {
+    /// Parses the CloudEvent (binary or structured mode) and publishes it to `namespace`'s broker triggers, one
+    /// hop after `hops`; the number of deliveries, or why not (a client error, or the node's limits).
+    fn publish_emitted(
+        self: Arc<Self>,
+        namespace: &str,
+        headers: &http::HeaderMap,
+        body: bytes::Bytes,
+        hops: u32,
+    ) -> Result<usize, (u16, String)>;
+}
+
 use hickory_resolver::TokioResolver;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +48,8 @@ pub(crate) struct EgressPolicy {
     pub(crate) resolver: Option<Arc<TokioResolver>>,
     /// The admin API's address once bound: refused whatever else allows it.
     pub(crate) admin: Arc<OnceLock<SocketAddr>>,
+    /// Where events guests emit go, once the event bus exists.
+    pub(crate) publisher: Arc<OnceLock<std::sync::Weak<dyn Publish>>>,
 }
 
 /// What one function's `spec.egress` opens.

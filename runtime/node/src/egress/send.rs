@@ -13,10 +13,25 @@ use wasmtime_wasi_http::{Error as E, RequestOptions, WasiBody, WasiHttpHooks};
 
 type IoFuture = Box<dyn Future<Output = Result<(), E>> + Send>;
 
-/// One request's outgoing HTTP: the node's policy and the function's grants.
+/// Largest event a guest may emit.
+const MAX_EMITTED: usize = 1 << 20;
+
+/// One request's outgoing HTTP: the node's policy and the function's grants, and what the request being served
+/// passes on: its trace context and, for events, its hop count.
 pub(crate) struct Egress {
     pub(crate) policy: EgressPolicy,
     pub(crate) grants: Arc<Grants>,
+    pub(crate) namespace: Arc<str>,
+    pub(crate) traceparent: Option<http::HeaderValue>,
+    pub(crate) hops: u32,
+}
+
+impl Egress {
+    /// Takes what outgoing calls carry on from the request about to be served.
+    pub(crate) fn serving(&mut self, headers: &http::HeaderMap) {
+        self.traceparent = headers.get("traceparent").cloned();
+        self.hops = headers.get("ce-wasmfnhops").and_then(|h| h.to_str().ok()?.parse().ok()).unwrap_or(0);
+    }
 }
 
 impl WasiHttpHooks for Egress {
@@ -28,9 +43,19 @@ impl WasiHttpHooks for Egress {
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), E>> + Send> {
         drop(fut);
         let (policy, grants) = (self.policy.clone(), self.grants.clone());
+        let (namespace, hops) = (self.namespace.clone(), self.hops);
+        // W3C trace context: the guest's outgoing calls continue the request's trace unless it set its own.
+        if let Some(tp) = &self.traceparent
+            && !request.headers().contains_key("traceparent")
+        {
+            request.headers_mut().insert("traceparent", tp.clone());
+        }
         Box::new(async move {
             let uri = request.uri();
             let host = uri.host().unwrap_or_default().to_string();
+            if host.eq_ignore_ascii_case(super::EVENTS_HOST) {
+                return emit(request, &policy, &namespace, hops).await;
+            }
             let tls = uri.scheme_str() == Some("https");
             let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
             let first = match policy.resolve_for(&host, port, &grants).await {
@@ -108,4 +133,35 @@ async fn send_tls(
         }
     });
     Ok((response.map(|b| b.map_err(E::from).boxed_unsync()), io))
+}
+
+/// A guest's `POST http://events.wasmfn.internal/`: the event goes to its namespace's broker in-process.
+async fn emit(
+    request: http::Request<WasiBody>,
+    policy: &EgressPolicy,
+    namespace: &str,
+    hops: u32,
+) -> Result<(http::Response<WasiBody>, IoFuture), E> {
+    let (parts, body) = request.into_parts();
+    let answer = |status: u16, body: serde_json::Value| {
+        let body = http_body_util::Full::new(bytes::Bytes::from(body.to_string()));
+        let mut resp = http::Response::new(body.map_err(|never| match never {}).boxed_unsync());
+        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        Ok((resp, Box::new(async { Ok(()) }) as IoFuture))
+    };
+    if parts.method != http::Method::POST {
+        return answer(405, serde_json::json!({ "error": "events are emitted by POST" }));
+    }
+    let bytes = match http_body_util::Limited::new(body, MAX_EMITTED).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return answer(413, serde_json::json!({ "error": format!("an event is at most {MAX_EMITTED} bytes") })),
+    };
+    let Some(publisher) = policy.publisher.get().and_then(std::sync::Weak::upgrade) else {
+        return answer(503, serde_json::json!({ "error": "the node's broker is not running" }));
+    };
+    match publisher.publish_emitted(namespace, &parts.headers, bytes, hops) {
+        Ok(deliveries) => answer(202, serde_json::json!({ "accepted": 1, "deliveries": deliveries })),
+        Err((status, error)) => answer(status, serde_json::json!({ "error": error })),
+    }
 }

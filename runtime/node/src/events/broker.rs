@@ -220,3 +220,32 @@ impl EventBus {
         self.publish(namespace, reply);
     }
 }
+
+impl crate::egress::Publish for EventBus {
+    fn publish_emitted(
+        self: Arc<Self>,
+        namespace: &str,
+        headers: &http::HeaderMap,
+        body: Bytes,
+        hops: u32,
+    ) -> Result<usize, (u16, String)> {
+        let event = cloudevents::binding::http::to_event(headers, body.to_vec())
+            .map_err(|e| (400, format!("not a CloudEvent: {e} (send ce-specversion, ce-id, ce-source, ce-type)")))?;
+        // One hop after the event (or request) the function was serving: a function emitting what triggers it
+        // stops like a reply loop.
+        let mut event = entering(event);
+        let hops = hops.saturating_add(1);
+        if hops > MAX_HOPS {
+            return Err((508, format!("not published: {MAX_HOPS} events in a row led to it (a loop?)")));
+        }
+        event.set_extension(HOPS, i64::from(hops));
+        let targets = self.matching(namespace, &event);
+        let slots = self.delivery_slots(namespace, vec![event_size(&event); targets.len()]).map_err(|e| (503, e))?;
+        self.count_broker_event(namespace);
+        let n = targets.len();
+        for (target, slot) in targets.into_iter().zip(slots) {
+            self.spawn_delivery(target, event.clone(), Some(slot));
+        }
+        Ok(n)
+    }
+}

@@ -9,6 +9,7 @@
 
 mod body;
 mod failure;
+mod trace;
 mod store;
 
 pub(crate) use body::{RequestBody, ResponseBody, full, json_error};
@@ -21,6 +22,7 @@ use crate::revision::Revision;
 use crate::table::Alarm;
 use body::{GuestBody, GuestRequestBody, bounded_body};
 use failure::{classify, discard_reason, guest_failure};
+use trace::{new_traceparent, valid_traceparent};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,6 +140,10 @@ impl Executor {
         if let Ok(v) = HeaderValue::from_str(&id) {
             parts.headers.insert("x-request-id", v);
         }
+        // W3C trace context: a request without a valid one starts a trace the guest and its calls continue.
+        if !parts.headers.get("traceparent").and_then(|v| v.to_str().ok()).is_some_and(valid_traceparent) {
+            parts.headers.insert("traceparent", new_traceparent());
+        }
         if !parts.headers.contains_key(header::HOST) {
             let authority = parts.uri.authority().map(|a| a.to_string()).unwrap_or_else(|| "localhost".into());
             if let Ok(v) = HeaderValue::from_str(&authority) {
@@ -185,6 +191,7 @@ impl Executor {
                 (store::new_store(self.code.engine(), revision, &id, timeout, &self.policy, memory), None)
             }
         };
+        store.data_mut().egress.serving(req.headers());
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = (|| -> wasmtime::Result<_> {
             let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;

@@ -40,7 +40,13 @@ pub(super) fn new_store(
         http: WasiHttpCtx::new(),
         table: wasmtime::component::ResourceTable::new(),
         memory: MemoryCap::new(revision.function.spec.limits.memory.bytes() as usize, memory),
-        egress: Egress { policy: policy.egress.clone(), grants: revision.egress.clone() },
+        egress: Egress {
+            policy: policy.egress.clone(),
+            grants: revision.egress.clone(),
+            namespace: revision.function.metadata.namespace.as_str().into(),
+            traceparent: None,
+            hops: 0,
+        },
         output: [stdout, stderr],
     };
     let mut store = Store::new(engine, host);
