@@ -137,7 +137,10 @@ async fn kyma_python_functions_run_unmodified() {
     let (status, h, body) = get_json(&node, &url("/"), &headers).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(h["x-fn"], "kyma-py");
-    assert_eq!((body["type"].as_str(), body["source"].as_str(), &body["data"]["n"]), (Some("t.v1"), Some("/app"), &Value::from(1)));
+    assert_eq!(
+        (body["type"].as_str(), body["source"].as_str(), &body["data"]["n"]),
+        (Some("t.v1"), Some("/app"), &Value::from(1))
+    );
     let (status, _, _) = get_json(&node, &url("/status"), &[]).await;
     assert_eq!(status, 202);
     let (status, _, body) = get_json(&node, &url("/emit"), &[]).await;
@@ -188,7 +191,9 @@ async fn named_handlers_pick_the_file_and_function_and_name_what_is_missing() {
 async fn up_serves_the_functions_that_build_when_one_does_not() {
     use_binary(env!("CARGO_BIN_EXE_wasmfn"));
     let yaml = |name: &str| {
-        format!("apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {name}\nspec:\n  build:\n    template: js\n")
+        format!(
+            "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {name}\nspec:\n  build:\n    template: js\n"
+        )
     };
     let root = tempfile::tempdir().unwrap();
     for (name, source) in [
@@ -209,7 +214,10 @@ async fn up_serves_the_functions_that_build_when_one_does_not() {
     }
     assert_eq!(node.get(&node.url("default", "broken", "/")).await.0, 404);
     let logs = node.logs();
-    assert!(logs.contains("function=default/broken") && logs.contains("handler.js:"), "the error under its name: {logs}");
+    assert!(
+        logs.contains("function=default/broken") && logs.contains("handler.js:"),
+        "the error under its name: {logs}"
+    );
     // Fixed, it is built and served.
     std::fs::write(root.path().join("broken/handler.js"), "export function main() { return 'fixed'; }\n").unwrap();
     wasmfn_tests::eventually(Duration::from_secs(120), "the fixed function", || {

@@ -107,7 +107,8 @@ impl Template {
         let candidates: Vec<String> = match handler_file {
             None => self.spec.entry.clone(),
             Some(file) => {
-                let mut exts: Vec<&str> = self.spec.entry.iter().filter_map(|e| e.rsplit_once('.')).map(|x| x.1).collect();
+                let mut exts: Vec<&str> =
+                    self.spec.entry.iter().filter_map(|e| e.rsplit_once('.')).map(|x| x.1).collect();
                 exts.dedup();
                 exts.iter().map(|ext| format!("{file}.{ext}")).collect()
             }

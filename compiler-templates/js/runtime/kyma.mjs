@@ -64,7 +64,9 @@ export class KymaResponse {
     return this;
   }
   toResponse(body = this.body) {
-    return new Response(body ?? '', { status: this.statusCode, headers: this.headers });
+    // 204, 205 and 304 carry no body, not even an empty one.
+    const none = [204, 205, 304].includes(this.statusCode);
+    return new Response(none ? null : (body ?? ''), { status: this.statusCode, headers: this.headers });
   }
 }
 

@@ -160,7 +160,7 @@ function kymaResponse(result, res) {
   const headers = new Headers(resp.headers);
   for (const [k, v] of res.headers) headers.set(k, v);
   const status = res.statusSet && resp.status === 200 ? res.statusCode : resp.status;
-  return new Response(resp.body, { status, headers });
+  return new Response([204, 205, 304].includes(status) ? null : resp.body, { status, headers });
 }
 
 /** Kubeless return rules: a string, bytes, an object (JSON) or `{statusCode, headers, body}`. */

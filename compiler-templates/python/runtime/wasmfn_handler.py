@@ -8,13 +8,17 @@ import traceback
 import wasmfn
 from componentize_py_types import Err, Ok
 from wit_world import exports
-from wit_world.imports import streams
+# Imported here, at build time: the component holds only the modules imported while it was made.
+from wit_world.imports import outgoing_handler, streams
 from wit_world.imports.types import (
     Fields,
     IncomingRequest,
+    Method_Post,
     OutgoingBody,
+    OutgoingRequest,
     OutgoingResponse,
     ResponseOutparam,
+    Scheme_Http,
 )
 
 _CHUNK = 4096
@@ -70,9 +74,6 @@ def _failure(request: wasmfn.Request, error: BaseException) -> wasmfn.Response:
 
 def _emit(body: bytes, headers: dict) -> int:
     """POSTs an event to the node's in-process route to the function's namespace broker; the status."""
-    from wit_world.imports import outgoing_handler
-    from wit_world.imports.types import Method_Post, OutgoingRequest, Scheme_Http
-
     request = OutgoingRequest(Fields.from_list(wasmfn._items(headers)))
     request.set_method(Method_Post())
     request.set_scheme(Scheme_Http())

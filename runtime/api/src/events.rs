@@ -60,6 +60,9 @@ pub enum Filter {
 
 /// Levels of `all`/`any`/`not` the CRD schema spells out; deeper filters are checked by the operator and node.
 const FILTER_SCHEMA_DEPTH: usize = 3;
+/// Deepest nesting of `all`/`any`/`not` accepted: JSON readers (the node's table files, the cluster's API) stop
+/// at 128 levels, so a deeper filter could be applied but not read back.
+const MAX_FILTER_DEPTH: usize = 32;
 
 impl JsonSchema for Filter {
     fn inline_schema() -> bool {
@@ -161,7 +164,10 @@ impl Filter {
         }
     }
 
-    fn validate(&self, at: &str) -> Result<(), ManifestError> {
+    fn validate(&self, at: &str, depth: usize) -> Result<(), ManifestError> {
+        if depth > MAX_FILTER_DEPTH {
+            return Err(ManifestError::invalid(at, format!("nests deeper than {MAX_FILTER_DEPTH} levels")));
+        }
         match self {
             Filter::Exact(m) | Filter::Prefix(m) | Filter::Suffix(m) => {
                 if m.is_empty() {
@@ -182,9 +188,9 @@ impl Filter {
                     return Err(ManifestError::invalid(at, "lists no filter"));
                 }
                 let kind = if matches!(self, Filter::All(_)) { "all" } else { "any" };
-                fs.iter().enumerate().try_for_each(|(i, f)| f.validate(&format!("{at}.{kind}[{i}]")))
+                fs.iter().enumerate().try_for_each(|(i, f)| f.validate(&format!("{at}.{kind}[{i}]"), depth + 1))
             }
-            Filter::Not(f) => f.validate(&format!("{at}.not")),
+            Filter::Not(f) => f.validate(&format!("{at}.not"), depth + 1),
         }
     }
 }
@@ -361,7 +367,7 @@ pub(crate) fn validate_triggers(triggers: &[Trigger]) -> Result<(), ManifestErro
             ));
         }
         if let Some(f) = t.events.as_ref().and_then(|e| e.filter.as_ref()) {
-            f.validate(&at("events.filter"))?;
+            f.validate(&at("events.filter"), 0)?;
         }
         if let Some(c) = &t.cron {
             let (cron, tz) = parse_schedule(&c.schedule, c.timezone.as_deref())

@@ -122,7 +122,7 @@ async fn build_function(builder: &Arc<Builder>, f: &mut Function, base: &Path) -
         builder.build_handler(&base2, &template, handler.as_deref(), true, &Progress::stderr())
     })
     .await?
-        .with_context(|| format!("building {} from {}", f.key(), base.display()))?;
+    .with_context(|| format!("building {} from {}", f.key(), base.display()))?;
     tracing::info!(function = %f.key(), digest = %built.digest, size = built.size, cached = built.cached, "built");
     f.spec.component = Some(built.path.display().to_string());
     Ok(())

@@ -113,6 +113,17 @@ async fn delete(State(node): State<Node>, Path((namespace, name)): Path<(String,
     }
 }
 
+/// A deploy body, read as YAML (JSON is YAML too), or first as JSON when it holds characters JSON strings may
+/// hold raw and YAML refuses (U+007F–U+009F, U+FFFE, U+FFFF) or reads as a line break (U+0085).
+fn manifest(text: &str) -> Result<Function, wasmfn_api::ManifestError> {
+    if text.contains(|c| matches!(c, '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}'))
+        && let Ok(f) = Function::from_json(text)
+    {
+        return Ok(f);
+    }
+    Function::from_yaml(text)
+}
+
 /// Body: a `Function` manifest in JSON or YAML. `spec.component` is `sha256:<hex>` of an uploaded component,
 /// or a path on the node's filesystem inside one of `component-dirs` (none by default: a client of the admin
 /// API must not name the node's files).
@@ -121,7 +132,7 @@ async fn deploy(State(node): State<Node>, body: Bytes) -> Response {
         Ok(t) => t,
         Err(_) => return error(StatusCode::BAD_REQUEST, "the manifest is not UTF-8 text".into()),
     };
-    let function = match Function::from_yaml(text) {
+    let function = match manifest(text) {
         Ok(f) => f,
         Err(e) => return deploy_error(e.into()),
     };
@@ -208,3 +219,4 @@ mod tests {
         }
     }
 }
+mod props;

@@ -78,7 +78,8 @@ impl Node {
         let limits =
             BusLimits { deliveries: config.max_event_deliveries, share: config.fair_share, budget: budget.clone() };
         let events = Arc::new(EventBus::new(table.clone(), executor.clone(), metrics.clone(), egress.clone(), limits));
-        let publisher: std::sync::Weak<dyn crate::egress::Publish> = Arc::downgrade(&events);
+        let publisher: std::sync::Weak<dyn crate::egress::Publish> =
+            Arc::downgrade(&events) as std::sync::Weak<EventBus>;
         let _ = egress.publisher.set(publisher);
         table.restore(&|d| code.has_blob(d))?;
         // Restoring parses a file per function; hand the parse buffers' pages back rather than keep them

@@ -155,7 +155,9 @@ async fn emit(
     }
     let bytes = match http_body_util::Limited::new(body, MAX_EMITTED).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return answer(413, serde_json::json!({ "error": format!("an event is at most {MAX_EMITTED} bytes") })),
+        Err(_) => {
+            return answer(413, serde_json::json!({ "error": format!("an event is at most {MAX_EMITTED} bytes") }));
+        }
     };
     let Some(publisher) = policy.publisher.get().and_then(std::sync::Weak::upgrade) else {
         return answer(503, serde_json::json!({ "error": "the node's broker is not running" }));

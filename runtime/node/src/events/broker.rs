@@ -249,3 +249,5 @@ impl crate::egress::Publish for EventBus {
         Ok(n)
     }
 }
+
+mod props;

@@ -110,10 +110,18 @@ pub(crate) fn attribute<'a>(e: &'a Event, name: &str) -> Option<Cow<'a, str>> {
     })
 }
 
-/// The event as a binary-mode request to a function.
+/// The event as a request to a function: binary mode, or structured mode (`application/cloudevents+json`) when an
+/// attribute or extension is not printable ASCII, which binary mode's headers cannot carry as text.
 fn to_request(event: Event) -> Result<Request<RequestBody>, String> {
-    let req: Request<Option<Vec<u8>>> =
-        Request::try_from(event).map_err(|e| format!("cannot encode the event: {e}"))?;
+    let encode = |e: &dyn std::fmt::Display| format!("cannot encode the event: {e}");
+    let printable = |v: &cloudevents::event::AttributeValue| v.to_string().bytes().all(|b| (b' '..=b'~').contains(&b));
+    let req: Request<Option<Vec<u8>>> = if event.iter().all(|(_, v)| printable(&v)) {
+        Request::try_from(event).map_err(|e| encode(&e))?
+    } else {
+        let json = serde_json::to_vec(&event).map_err(|e| encode(&e))?;
+        let ct = http::HeaderValue::from_static("application/cloudevents+json");
+        Request::builder().header(http::header::CONTENT_TYPE, ct).body(Some(json)).map_err(|e| encode(&e))?
+    };
     let (mut parts, body) = req.into_parts();
     parts.method = http::Method::POST;
     parts.uri = http::Uri::from_static("/");

@@ -9,8 +9,8 @@
 
 mod body;
 mod failure;
-mod trace;
 mod store;
+mod trace;
 
 pub(crate) use body::{RequestBody, ResponseBody, full, json_error};
 pub(crate) use store::NodePolicy;
@@ -22,12 +22,12 @@ use crate::revision::Revision;
 use crate::table::Alarm;
 use body::{GuestBody, GuestRequestBody, bounded_body};
 use failure::{classify, discard_reason, guest_failure};
-use trace::{new_traceparent, valid_traceparent};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use trace::{new_traceparent, valid_traceparent};
 use wasmtime::Trap;
 use wasmtime::component::Resource;
 use wasmtime_wasi_http::WasiHttpView;

@@ -31,10 +31,14 @@ mod tests {
     #[test]
     fn trace_context_is_kept_when_valid_and_made_otherwise() {
         assert!(valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
-        for bad in ["", "00-0000000000000000000000000000000-00f067aa0ba902b7-01", "00-x-y-z", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"] {
+        for bad in [
+            "",
+            "00-0000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-x-y-z",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
             assert!(!valid_traceparent(bad), "{bad}");
         }
         assert!(valid_traceparent(new_traceparent().to_str().unwrap()));
     }
-
 }

@@ -337,3 +337,4 @@ mod tests {
         assert!(!matches_prefix("/apix", "/api"));
     }
 }
+mod props;
