@@ -16,6 +16,8 @@ const NODE_BASE_MIB: u64 = 250;
 struct Tally {
     ok: AtomicU32,
     busy: AtomicU32,
+    /// HTTP/1 uploads the node refused mid-body (503 and `Connection: close` while the client still wrote).
+    cut: AtomicU32,
     other: AtomicU32,
 }
 
@@ -37,12 +39,20 @@ impl Tally {
 }
 
 async fn send(tally: Arc<Tally>, req: reqwest::RequestBuilder) {
+    send_upload(tally, req, false).await
+}
+
+/// `may_be_cut`: an HTTP/1 upload, which the node may answer (503) and close before the client has written it.
+async fn send_upload(tally: Arc<Tally>, req: reqwest::RequestBuilder, may_be_cut: bool) {
     match req.send().await {
         Ok(r) => {
             let status = r.status().as_u16();
             let retry_after = r.headers().get("retry-after").is_some();
             let body = r.text().await.unwrap_or_default();
             tally.count(status, retry_after, &body);
+        }
+        Err(e) if may_be_cut && e.is_request() => {
+            tally.cut.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => tally.count(0, false, &e.to_string()),
     }
@@ -72,13 +82,13 @@ async fn a_flood_of_memory_hungry_requests_gets_503s_and_leaves_the_node_and_oth
     // 300 clients whose guests each grow by 24 MiB and hold it for a second: 7 GiB unchecked.
     for i in 0..300 {
         let url = node.url("default", "greedy", "/hold?mb=24&ms=1000");
-        let req = match i % 3 {
-            0 => h1.get(url),
+        let (req, upload) = match i % 3 {
+            0 => (h1.get(url), false),
             // A chunked body of 1 MiB, read before admission, and an h2c body without a length.
-            1 => h1.post(url).body(chunked(1024)),
-            _ => h2.post(url).body(chunked(512)),
+            1 => (h1.post(url).body(chunked(1024)), true),
+            _ => (h2.post(url).body(chunked(512)), false),
         };
-        flood.push(tokio::spawn(send(greedy.clone(), req)));
+        flood.push(tokio::spawn(send_upload(greedy.clone(), req, upload)));
     }
     // Meanwhile another tenant's function, four clients at a time.
     let polite_url = node.url("default", "polite", "/");
@@ -96,12 +106,13 @@ async fn a_flood_of_memory_hungry_requests_gets_503s_and_leaves_the_node_and_oth
     }
 
     let (ok, busy, other) = greedy.get();
+    let cut = greedy.cut.load(Ordering::Relaxed);
     let (p_ok, p_busy, p_other) = polite.get();
     let peak = node.peak_rss_bytes();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     // RELIABILITY.md quotes this line (`--nocapture`).
     println!(
-        "budget flood: greedy {ok} ok / {busy} 503 / {other} other; polite {p_ok}/{} ok; node RSS {:.1} MiB \
+        "budget flood: greedy {ok} ok / {busy} 503 / {cut} cut mid-upload / {other} other; polite {p_ok}/{} ok; node RSS {:.1} MiB \
          before, peak {:.1} MiB (budget {BUDGET_MIB} MiB)",
         p_ok + p_busy + p_other,
         mib(baseline),
