@@ -7,10 +7,12 @@
 //!   `wasmfn build --source git+URL#REF:PATH|s3://BUCKET/KEY|inline:DIR` fetches the folder first, `--push REF`
 //!   pushes the result and `--report FILE` writes the outcome for a Kubernetes Job's termination message.
 //! - `wasmfn revisions|traffic|rollback NAME` inspect and steer a function's revisions on a running node.
+//! - `wasmfn import [FILE...] --out DIR` converts Kubeless and Kyma functions and triggers into function folders.
 
 mod admin;
 mod build;
 mod cluster;
+mod import;
 mod oci;
 mod paths;
 mod registry;
@@ -181,6 +183,22 @@ enum Command {
         #[command(flatten)]
         kube: cluster::KubeArgs,
     },
+    /// Convert Kubeless and Kyma objects (Kubernetes YAML: Functions, triggers, Subscriptions; multi-document or a
+    /// `kind: List`) into wasmfn function folders `DIR/NAMESPACE/NAME/` and a report of what was not carried over
+    /// (`DIR/report.md`, also printed). Nothing is fetched, and nothing is written unless every object converts.
+    Import {
+        /// YAML files; stdin when none or `-`.
+        files: Vec<PathBuf>,
+        /// The output folder; it must not exist or be empty (see --force).
+        #[arg(long, default_value = "imported")]
+        out: PathBuf,
+        /// Replace a non-empty --out.
+        #[arg(long)]
+        force: bool,
+        /// The NATS server given to Kubeless NATSTriggers (Kubeless' controller had its own).
+        #[arg(long, default_value = import::DEFAULT_NATS_URL)]
+        nats_url: String,
+    },
     /// Run the node daemon.
     Serve {
         /// Node config (TOML); defaults apply to absent keys.
@@ -221,6 +239,9 @@ fn main() -> anyhow::Result<()> {
     if let Command::New { name, lang, dir, build } = &cli.command {
         return build::new(name, lang, dir.clone(), build);
     }
+    if let Command::Import { files, out, force, nats_url } = &cli.command {
+        return import::run(files, out, *force, nats_url);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match cli.command {
@@ -251,7 +272,7 @@ fn main() -> anyhow::Result<()> {
             Command::Revisions { name, json, admin } => admin::revisions(&name, &admin, json).await,
             Command::Traffic { name, splits, tags, admin } => admin::traffic(&name, &splits, &tags, &admin).await,
             Command::Rollback { name, to, admin } => admin::rollback(&name, to.as_deref(), &admin).await,
-            Command::New { .. } => unreachable!("handled above"),
+            Command::New { .. } | Command::Import { .. } => unreachable!("handled above"),
         }
     })
 }

@@ -1,0 +1,5 @@
+module.exports = {
+  main: async function (event, context) {
+    return { received: event.data, type: event['ce-type'] };
+  }
+}
