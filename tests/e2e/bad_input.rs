@@ -99,7 +99,8 @@ async fn up_serves_a_folder_prints_urls_and_redeploys_on_change() {
     let node = NodeProc::start_with(data.path(), up);
     let stdout = eventually(Duration::from_secs(10), "URL lines", || async {
         let s = node.stdout.lock().unwrap().clone();
-        s.contains("default/bare-one").then_some(s)
+        // Both lines: the functions are listed in no set order.
+        (s.contains("default/bare-one") && s.contains("default/hello:")).then_some(s)
     })
     .await;
     assert!(stdout.contains(&format!("http://hello.default.localhost:{}/", node.ingress.port())), "{stdout}");
