@@ -98,7 +98,7 @@ impl Revision {
             name: function.revision_name(generation),
             generation,
             env: guest_env(&function, generation),
-            egress: Arc::new(Grants::of(function.spec.egress.as_ref())),
+            egress: Grants::shared(function.spec.egress.as_ref()),
             digest,
             created,
             stats: common.stats.clone(),
