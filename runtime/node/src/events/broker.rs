@@ -189,24 +189,27 @@ impl EventBus {
         });
     }
 
-    /// Delivers an event to every matching broker trigger of `namespace` (a reply); returns how many.
-    pub(crate) fn publish(self: &Arc<Self>, namespace: &str, event: Event) -> usize {
+    /// Delivers an event to every matching broker trigger of `namespace`, all or none; how many, or why not.
+    fn dispatch(self: &Arc<Self>, namespace: &str, event: Event) -> Result<usize, String> {
         let targets = self.matching(namespace, &event);
-        let permits = match self.delivery_slots(namespace, vec![event_size(&event); targets.len()]) {
-            Ok(p) => p,
-            Err(why) => {
-                let labels = crate::metrics::NamespaceLabels { namespace: namespace.into() };
-                self.metrics.replies_dropped.get_or_create(&labels).inc();
-                tracing::error!(namespace, id = event.id(), "reply event dropped: {why}");
-                return 0;
-            }
-        };
+        let slots = self.delivery_slots(namespace, vec![event_size(&event); targets.len()])?;
         self.count_broker_event(namespace);
         let n = targets.len();
-        for (target, permit) in targets.into_iter().zip(permits) {
-            self.spawn_delivery(target, event.clone(), Some(permit));
+        for (target, slot) in targets.into_iter().zip(slots) {
+            self.spawn_delivery(target, event.clone(), Some(slot));
         }
-        n
+        Ok(n)
+    }
+
+    /// Delivers an event to every matching broker trigger of `namespace` (a reply); returns how many.
+    pub(crate) fn publish(self: &Arc<Self>, namespace: &str, event: Event) -> usize {
+        let id = event.id().to_string();
+        self.dispatch(namespace, event).unwrap_or_else(|why| {
+            let labels = crate::metrics::NamespaceLabels { namespace: namespace.into() };
+            self.metrics.replies_dropped.get_or_create(&labels).inc();
+            tracing::error!(namespace, id, "reply event dropped: {why}");
+            0
+        })
     }
 
     /// Publishes a function's reply to its namespace's broker, unless it has gone round too often.
@@ -239,14 +242,7 @@ impl crate::egress::Publish for EventBus {
             return Err((508, format!("not published: {MAX_HOPS} events in a row led to it (a loop?)")));
         }
         event.set_extension(HOPS, i64::from(hops));
-        let targets = self.matching(namespace, &event);
-        let slots = self.delivery_slots(namespace, vec![event_size(&event); targets.len()]).map_err(|e| (503, e))?;
-        self.count_broker_event(namespace);
-        let n = targets.len();
-        for (target, slot) in targets.into_iter().zip(slots) {
-            self.spawn_delivery(target, event.clone(), Some(slot));
-        }
-        Ok(n)
+        self.dispatch(namespace, event).map_err(|e| (503, e))
     }
 }
 
