@@ -252,6 +252,8 @@ try {
     if (run.error) err += `\nProcess error: ${run.error.message}`;
     throw new Error(`Failed to initialize component (wizer (${wizer})):\n${err}`);
   }
+  // The module's own warnings at pre-initialisation (process.env read while loading) reach the build output.
+  for (const line of `${run.stderr ?? ''}`.split('\n')) if (line.startsWith('warning: ')) console.error(line);
   const wizened = await readFile(output);
   await checkInit(wizened, initializerPath);
   const initMs = Date.now() - started - spliceMs;

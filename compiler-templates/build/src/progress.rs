@@ -109,6 +109,14 @@ impl Step {
         &self.name
     }
 
+    /// Shows a warning from the tool (a line starting with `warning:`) under the step, even when it succeeds.
+    pub fn warn(&self, line: &str) {
+        if self.ticker.is_some() {
+            let clear = if self.tty { "\r\x1b[2K" } else { "" };
+            eprintln_flush(&format!("{clear}    {}", line.trim()));
+        }
+    }
+
     /// Ends the step successfully.
     pub fn finish(mut self) {
         self.ok = true;

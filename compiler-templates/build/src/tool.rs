@@ -48,6 +48,9 @@ pub(crate) fn run(step: &Step, cmd: &mut Command, stdout_is_data: bool) -> Resul
         let mut text = String::new();
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             step.note(&line);
+            if line.starts_with("warning: ") {
+                step.warn(&line);
+            }
             text.push_str(&line);
             text.push('\n');
         }

@@ -1,8 +1,8 @@
 // Evaluated before the user's module: captures `addEventListener('fetch', …)` so the wasmfn dispatcher stays the
-// one real fetch listener, and gives Node-style `process.env` (read lazily: the environment only exists once a
-// request runs, not while the component is pre-initialised).
-import { getEnvironment } from 'wasi:cli/environment@0.2.10';
+// one real fetch listener. Node-style `process` comes from node/process.mjs (injected into every bundle).
+import { environment, startServing } from './node/process.mjs';
 
+export { environment, startServing };
 export const fetchListeners = [];
 const addEventListener = globalThis.addEventListener;
 export const realAddEventListener = addEventListener;
@@ -14,17 +14,3 @@ globalThis.addEventListener = function (type, listener, ...rest) {
   }
   return addEventListener.call(this, type, listener, ...rest);
 };
-
-let env;
-export function environment() {
-  env ??= Object.fromEntries(getEnvironment());
-  return env;
-}
-
-if (typeof globalThis.process === 'undefined') {
-  globalThis.process = {
-    get env() {
-      return environment();
-    },
-  };
-}

@@ -6,7 +6,7 @@
 //   fetch object:   export default { fetch(request) }
 //   default export: export default function (event, context)
 //   fetch event:    addEventListener('fetch', (e) => e.respondWith(...))
-import { environment, fetchListeners, realAddEventListener } from './prelude.mjs';
+import { environment, fetchListeners, realAddEventListener, startServing } from './prelude.mjs';
 import { KymaResponse, kymaEvent } from './kyma.mjs';
 
 /** `name` exported by the module, as ESM or CommonJS (`module.exports.name`, which esbuild puts on default). */
@@ -202,6 +202,7 @@ export function serve(user, { runtime, entry, handler }) {
     );
   }
   realAddEventListener('fetch', (event) => {
+    startServing();
     const request = event.request;
     const respond = async () => {
       try {

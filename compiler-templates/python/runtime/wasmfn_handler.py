@@ -1,24 +1,37 @@
 """The wasi:http glue of the Python template: reads the request, calls the user's handler in its style and
 writes the response. Not imported by user code."""
 
+# The standard library modules Kyma/Kubeless functions use, imported here at build time: the component holds
+# only the modules imported while it was made, so a handler may then import them anywhere, even inside a function.
+import base64  # noqa: F401
+import collections  # noqa: F401
+import datetime  # noqa: F401
+import hashlib  # noqa: F401
+import hmac  # noqa: F401
+import json  # noqa: F401
+import logging  # noqa: F401
+import math  # noqa: F401
 import os
+import random  # noqa: F401
+import re  # noqa: F401
 import sys
+import time  # noqa: F401
 import traceback
+import urllib.parse  # noqa: F401
+import uuid  # noqa: F401
 
+import requests  # noqa: F401 - the wasi:http shim (runtime/requests), so `import requests` works anywhere
 import wasmfn
+import wasmfn_http
 from componentize_py_types import Err, Ok
 from wit_world import exports
-# Imported here, at build time: the component holds only the modules imported while it was made.
-from wit_world.imports import outgoing_handler, streams
+from wit_world.imports import streams
 from wit_world.imports.types import (
     Fields,
     IncomingRequest,
-    Method_Post,
     OutgoingBody,
-    OutgoingRequest,
     OutgoingResponse,
     ResponseOutparam,
-    Scheme_Http,
 )
 
 _CHUNK = 4096
@@ -74,24 +87,12 @@ def _failure(request: wasmfn.Request, error: BaseException) -> wasmfn.Response:
 
 def _emit(body: bytes, headers: dict) -> int:
     """POSTs an event to the node's in-process route to the function's namespace broker; the status."""
-    request = OutgoingRequest(Fields.from_list(wasmfn._items(headers)))
-    request.set_method(Method_Post())
-    request.set_scheme(Scheme_Http())
-    request.set_authority(wasmfn.EVENTS_AUTHORITY)
-    request.set_path_with_query("/")
-    out = request.body()
-    # Sent first, so the node reads the body as it is written.
-    pending = outgoing_handler.handle(request, None)
-    with out.write() as stream:
-        for i in range(0, len(body), _CHUNK):
-            stream.blocking_write_and_flush(body[i : i + _CHUNK])
-    OutgoingBody.finish(out, None)
-    with pending.subscribe() as ready:
-        ready.block()
-    result = pending.get()
-    if result is None or isinstance(result, Err) or isinstance(result.value, Err):
-        raise RuntimeError(f"emitCloudEvent: the node did not take the event: {result!r}")
-    return result.value.value.status()
+    url = f"http://{wasmfn.EVENTS_AUTHORITY}/"
+    try:
+        status, _, _ = wasmfn_http.send("POST", url, wasmfn._items(headers), body)
+    except wasmfn_http.HttpError as e:
+        raise RuntimeError(f"emitCloudEvent: the node did not take the event: {e}") from None
+    return status
 
 
 def serve(user, runtime: str, entry: str, handler=None):

@@ -11,6 +11,7 @@
 //! Errors requeue the object with a per-object exponential backoff.
 
 pub mod build;
+pub mod compat;
 mod invalid;
 mod metrics;
 pub mod status;
@@ -70,6 +71,9 @@ pub enum Error {
     /// Adding or removing the finalizer failed, or the step inside it did.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// A legacy object could not be read for compatibility mode.
+    #[error("compatibility mode: {0}")]
+    Compat(String),
     /// `spec.image` could not be resolved (the registry is down, the tag does not exist).
     #[error("resolving `{image}`: {message}")]
     Resolve {
@@ -92,6 +96,7 @@ impl Error {
                 _ => "finalizer",
             },
             Error::Resolve { .. } => "resolve",
+            Error::Compat(_) => "compat",
         }
     }
 
@@ -106,7 +111,7 @@ impl Error {
                 | kube::runtime::finalizer::Error::RemoveFinalizer(e) => is_conflict(e),
                 _ => false,
             },
-            Error::Resolve { .. } => false,
+            Error::Resolve { .. } | Error::Compat(_) => false,
         }
     }
 }
@@ -319,6 +324,8 @@ async fn cleanup(f: &FunctionResource, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
+#[cfg(test)]
+mod compat_tests;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]

@@ -5,6 +5,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Node;
+use kube::api::DynamicObject;
 use kube::core::DeserializeGuard;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, reflector};
@@ -13,6 +14,7 @@ use kube::{Api, Client};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use wasmfn_api::FunctionResource;
+use wasmfn_operator::compat::{self, Legacy};
 use wasmfn_operator::{Config, Context, error_policy_guarded, reconcile_guarded};
 
 #[derive(Parser)]
@@ -33,6 +35,13 @@ struct Args {
     /// Functions answer on `<name>.<namespace>.<domain>`.
     #[arg(long, env = "WASMFN_DOMAIN", default_value_t = Config::default().domain)]
     domain: String,
+    /// Compatibility mode: serve Kubeless `Function`s (kubeless.io/v1beta1) as generated wasmfn Functions.
+    #[arg(long, env = "WASMFN_COMPAT_KUBELESS")]
+    compat_kubeless: bool,
+    /// Compatibility mode: serve Kyma `Function`s (serverless.kyma-project.io/v1alpha2) as generated wasmfn
+    /// Functions.
+    #[arg(long, env = "WASMFN_COMPAT_KYMA")]
+    compat_kyma: bool,
     /// `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -75,10 +84,18 @@ async fn main() -> anyhow::Result<()> {
         .route("/metrics", axum::routing::get(move || async move { metrics_ctx.metrics.encode() }));
     tokio::spawn(async move { axum::serve(listener, app).await });
 
+    let mut legacy = Vec::new();
+    for (on, kind) in [(args.compat_kubeless, Legacy::Kubeless), (args.compat_kyma, Legacy::Kyma)] {
+        if on {
+            legacy.push(compat_controller(client.clone(), ctx.clone(), kind));
+        }
+    }
+    let compat = futures_util::future::join_all(legacy);
+
     // Each object parses on its own: one the types reject is reported, and does not stop the watch.
     let functions: Api<DeserializeGuard<FunctionResource>> = Api::all(client.clone());
     let jobs: Api<Job> = Api::all(client);
-    Controller::new(functions, watcher::Config::default().any_semantic())
+    let main = Controller::new(functions, watcher::Config::default().any_semantic())
         .owns(jobs, watcher::Config::default().labels(wasmfn_operator::build::BUILD_SELECTOR))
         .shutdown_on_signal()
         .run(reconcile_guarded, error_policy_guarded, ctx)
@@ -87,8 +104,27 @@ async fn main() -> anyhow::Result<()> {
                 Ok((object, _)) => tracing::debug!(function = %object, "reconciled"),
                 Err(e) => tracing::debug!(error = %e, "reconcile error"),
             }
-        })
-        .await;
+        });
+    tokio::join!(main, compat);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The compatibility controller of one legacy kind: its Functions, and the wasmfn Functions generated from them.
+async fn compat_controller(client: Client, ctx: Arc<wasmfn_operator::Context>, legacy: Legacy) {
+    let ar = legacy.api_resource();
+    tracing::info!(kind = %ar.api_version, "compatibility mode: serving legacy Functions");
+    let sources: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let generated: Api<FunctionResource> = Api::all(client);
+    let selector = format!("{}={}", compat::CONVERTED_FROM, legacy.label());
+    Controller::new_with(sources, watcher::Config::default().any_semantic(), ar)
+        .owns(generated, watcher::Config::default().labels(&selector))
+        .shutdown_on_signal()
+        .run(compat::reconcile, compat::error_policy, Arc::new(compat::Compat { ctx, legacy }))
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "compat reconcile error");
+            }
+        })
+        .await;
 }

@@ -1,5 +1,6 @@
 //! JavaScript: the user's module (and its npm dependencies) is bundled by esbuild behind the template's
-//! dispatcher (`runtime/`), then componentize-js compiles the bundle into a component.
+//! dispatcher (`runtime/`, with Node.js built-in polyfills in `runtime/node/`), then componentize-js compiles the
+//! bundle into a component.
 
 use super::{Adapter, Ctx, js_wrap, literal, npm_version};
 use crate::{BuildError, Progress, tool};
@@ -75,20 +76,12 @@ impl Adapter for Js {
 
         let bundle = work.join("bundle.mjs");
         let step = progress.step("bundle (esbuild)");
-        let mut cmd = Command::new(template.join("node_modules/.bin/esbuild"));
-        cmd.arg(&entry)
-            .args([
-                "--bundle",
-                "--format=esm",
-                "--platform=neutral",
-                "--target=es2022",
-                "--main-fields=module,main",
-                "--conditions=worker,browser",
-                "--external:wasi:*",
-                "--log-level=warning",
-                "--color=false",
-            ])
-            .arg(format!("--outfile={}", bundle.display()))
+        // bundle.mjs: esbuild with the Node.js built-in polyfills and the build-time refusal of packages that
+        // need sockets or native code.
+        let mut cmd = Command::new("node");
+        cmd.arg(template.join("bundle.mjs"))
+            .arg(&entry)
+            .arg(&bundle)
             // Relative paths in messages (`handler.js:3:7`) read best from the function's folder.
             .current_dir(ctx.src);
         tool::run(&step, &mut cmd, false)?;

@@ -12,13 +12,73 @@ pub(crate) struct Python;
 /// The Python version componentize-py 0.25.1 embeds, which vendored wheels must support.
 const GUEST_PYTHON: &str = "3.14";
 
-fn requirements(src: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(src.join("requirements.txt")).ok()?;
-    let meaningful = text.lines().any(|l| {
+fn requirements_meaningful(text: &str) -> bool {
+    text.lines().any(|l| {
         let l = l.trim();
         !l.is_empty() && !l.starts_with('#')
-    });
-    meaningful.then_some(text)
+    })
+}
+
+fn requirements(src: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(src.join("requirements.txt")).ok()?;
+    requirements_meaningful(&text).then_some(text)
+}
+
+const DATABASE: &str = "use the database over HTTP with `requests` (e.g. PostgREST, a Data API)";
+/// Packages that need sockets or native code, which a component cannot have, with what to use instead.
+const REFUSED: &[(&str, &str)] = &[
+    ("psycopg2", DATABASE),
+    ("psycopg2-binary", DATABASE),
+    ("psycopg", DATABASE),
+    ("asyncpg", DATABASE),
+    ("pymysql", DATABASE),
+    ("mysqlclient", DATABASE),
+    ("mysql-connector-python", DATABASE),
+    ("pymongo", DATABASE),
+    ("redis", "use a Redis REST API (e.g. Upstash) with `requests`"),
+    ("kafka-python", "publish with event.emitCloudEvent and subscribe with a kafka trigger"),
+    ("confluent-kafka", "publish with event.emitCloudEvent and subscribe with a kafka trigger"),
+    ("pika", "publish with event.emitCloudEvent and subscribe with a trigger"),
+    ("nats-py", "publish with event.emitCloudEvent and subscribe with a nats trigger"),
+    ("grpcio", "call the service over HTTP/JSON with `requests`"),
+    ("numpy", "native code: it cannot go into a component yet"),
+    ("pandas", "native code: it cannot go into a component yet"),
+    ("pillow", "native code: use an image service over HTTP"),
+    ("lxml", "native code: use xml.etree.ElementTree"),
+    ("bcrypt", "native code: use hashlib.scrypt or hashlib.pbkdf2_hmac"),
+    ("cryptography", "native code: use hashlib/hmac/secrets"),
+];
+
+/// Packages the template provides itself (runtime/), so pip does not install the socket-based original.
+const PROVIDED: &[&str] = &["requests"];
+
+/// `requirements.txt` without the packages the template provides, or the error naming a package that cannot
+/// run in a component.
+fn checked_requirements(text: &str) -> Result<String, BuildError> {
+    let mut kept = String::new();
+    for line in text.lines() {
+        let spec = line.split('#').next().unwrap_or("").trim();
+        let name: String = spec
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect::<String>()
+            .to_ascii_lowercase()
+            .replace(['_', '.'], "-");
+        if let Some((pkg, instead)) = REFUSED.iter().find(|(p, _)| *p == name) {
+            return Err(BuildError::Failed {
+                step: "check requirements.txt".into(),
+                output: format!(
+                    "requirements.txt: `{pkg}` needs raw sockets or native code, which a Wasm function does not have: {instead}"
+                ),
+            });
+        }
+        if PROVIDED.contains(&name.as_str()) {
+            kept.push_str("# provided by the wasmfn template over wasi:http: ");
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    Ok(kept)
 }
 
 /// Installs the requirements (pure-Python wheels only) into a cache folder keyed by the file's contents.
@@ -83,7 +143,10 @@ impl Adapter for Python {
 
         let mut paths = vec![work.to_path_buf(), ctx.src.to_path_buf(), ctx.template.dir.join("runtime")];
         if let Some(text) = requirements(ctx.src) {
-            paths.push(vendor(ctx, &text, progress)?);
+            let text = checked_requirements(&text)?;
+            if requirements_meaningful(&text) {
+                paths.push(vendor(ctx, &text, progress)?);
+            }
         }
         let step = progress.step("componentize-py");
         let mut cmd = Command::new(ctx.template.dir.join("componentize.sh"));
@@ -91,5 +154,20 @@ impl Adapter for Python {
         tool::run(&step, &mut cmd, false)?;
         step.finish();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirements_refuse_socket_packages_and_drop_provided_ones() {
+        let err = checked_requirements("flask==3.0\nPsycopg2_Binary>=2.9 # db\n").unwrap_err().to_string();
+        assert!(err.contains("`psycopg2-binary` needs raw sockets or native code"), "{err}");
+        assert!(err.contains("PostgREST"), "{err}");
+        let kept = checked_requirements("requests==2.32.3\nidna\n").unwrap();
+        assert_eq!(kept, "# provided by the wasmfn template over wasi:http: requests==2.32.3\nidna\n");
+        assert!(!requirements_meaningful(&checked_requirements("requests\n").unwrap()));
     }
 }

@@ -3,7 +3,7 @@
 
 use super::archive::{self, MAX_BODY};
 use super::model::{Functions, Imported, Notes, Object, clip, env, kind_of};
-use anyhow::Result;
+use crate::Result;
 use serde_json::{Value, json};
 
 /// The Kubeless API version.

@@ -1,6 +1,6 @@
 //! What the importers share: the objects read, the functions made from them and the report's notes.
 
-use anyhow::{Result, anyhow};
+use crate::{Error, Result};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -35,10 +35,10 @@ impl Object {
         let text = |v: &Value, field: &str| match v {
             Value::String(s) => Ok(s.clone()),
             Value::Null => Ok(String::new()),
-            _ => Err(anyhow!("{at}: `{field}` is not a string")),
+            _ => Err(Error(format!("{at}: `{field}` is not a string"))),
         };
         if !value.is_object() {
-            return Err(anyhow!("{at}: not a Kubernetes object (a mapping with apiVersion and kind)"));
+            return Err(Error(format!("{at}: not a Kubernetes object (a mapping with apiVersion and kind)")));
         }
         let api_version = text(&value["apiVersion"], "apiVersion")?;
         let kind = text(&value["kind"], "kind")?;
@@ -80,8 +80,8 @@ impl Object {
     }
 
     /// An error naming this object and one of its fields.
-    pub fn error(&self, field: &str, message: &str) -> anyhow::Error {
-        anyhow!("{}: `{field}`: {message}", self.label())
+    pub fn error(&self, field: &str, message: &str) -> Error {
+        Error(format!("{}: `{field}`: {message}", self.label()))
     }
 
     /// The keys of the mapping at `path` other than `known`, for the report.

@@ -1,27 +1,42 @@
-//! `wasmfn import`: Kubeless and Kyma objects (Kubernetes YAML, multi-document or a `kind: List`) → wasmfn
-//! function folders and a report of what was not carried over.
+//! Kubeless and Kyma objects (Kubernetes YAML, multi-document or a `kind: List`) → wasmfn `Function` manifests
+//! with their files, and a report of what was not carried over. `wasmfn import` writes them as function folders;
+//! the operator's compatibility mode serves legacy objects through [`convert_object`].
 //!
-//! Inputs are treated as hostile: sizes are bounded, names become folders only once checked as DNS labels,
-//! nothing is fetched, and nothing is written unless every object converts (the output is assembled in a
-//! temporary folder next to `--out` and renamed into place).
+//! Inputs are treated as hostile: sizes are bounded, names are checked as DNS labels, nothing is fetched, and a
+//! conversion either succeeds for every object or fails naming the object and field.
 
-mod archive;
+pub mod archive;
 mod kubeless;
 mod kyma;
-mod model;
+pub mod model;
 
-use anyhow::{Context, Result, anyhow, bail};
-use model::{Functions, Notes, Object};
+pub use model::{Functions, Imported};
+use model::{Notes, Object};
 use serde_json::Value;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+
+/// Why an import failed: the object (`file, document N` or `kind namespace/name`), the field and the problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(pub String);
+
+/// The result of a conversion step.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err($crate::Error(format!($($arg)*))) };
+}
 
 /// Largest input file (or stdin).
-const MAX_INPUT: u64 = 64 << 20;
+pub const MAX_INPUT: u64 = 64 << 20;
 /// Most objects in the input.
 const MAX_OBJECTS: usize = 10_000;
 /// Largest total of files written.
-const MAX_OUTPUT: usize = 512 << 20;
+pub const MAX_OUTPUT: usize = 512 << 20;
+
+/// The API group/version of Kubeless' resources.
+pub const KUBELESS_API_VERSION: &str = kubeless::API_VERSION;
+/// The API group/version of Kyma's `Function`.
+pub const KYMA_API_VERSION: &str = kyma::SERVERLESS;
 /// The NATS server a Kubeless `NATSTrigger` is given when `--nats-url` is not set.
 pub const DEFAULT_NATS_URL: &str = "nats://nats.nats-io.svc.cluster.local:4222";
 
@@ -33,38 +48,13 @@ pub struct Outcome {
     pub report: String,
 }
 
-/// Runs `wasmfn import`: reads `files` (stdin for none or `-`), writes `out`, prints the report.
-pub fn run(files: &[PathBuf], out: &Path, force: bool, nats_url: &str) -> Result<()> {
-    let mut inputs = Vec::new();
-    let stdin = [PathBuf::from("-")];
-    for file in if files.is_empty() { &stdin[..] } else { files } {
-        let (name, mut reader): (String, Box<dyn Read>) = if file.as_os_str() == "-" {
-            ("stdin".into(), Box::new(std::io::stdin()))
-        } else {
-            let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
-            (file.display().to_string(), Box::new(f))
-        };
-        let mut text = String::new();
-        reader.by_ref().take(MAX_INPUT + 1).read_to_string(&mut text).with_context(|| format!("reading {name}"))?;
-        if text.len() as u64 > MAX_INPUT {
-            bail!("{name}: larger than {} MiB", MAX_INPUT >> 20);
-        }
-        inputs.push((name, text));
-    }
-    let outcome = convert(&inputs, nats_url)?;
-    write(&outcome, out, force)?;
-    print!("{}", outcome.report);
-    tracing::info!(functions = outcome.functions.len(), out = %out.display(), "imported");
-    Ok(())
-}
-
 /// The objects of a YAML stream: its documents, with the items of `kind: List` documents.
 fn objects(name: &str, text: &str) -> Result<Vec<Object>> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let at = format!("{name}, document {}", i + 1);
         let value: Value =
-            serde::Deserialize::deserialize(doc).map_err(|e| anyhow!("{at}: the YAML does not parse: {e}"))?;
+            serde::Deserialize::deserialize(doc).map_err(|e| Error(format!("{at}: the YAML does not parse: {e}")))?;
         if value.is_null() {
             continue;
         }
@@ -157,15 +147,40 @@ pub fn convert(inputs: &[(String, String)], nats_url: &str) -> Result<Outcome> {
     for f in functions.values() {
         let yaml = manifest_text(f)?;
         wasmfn_api::Function::from_yaml(&yaml)
-            .map_err(|e| anyhow!("{}: the converted manifest is invalid: {e}", f.from))?;
+            .map_err(|e| Error(format!("{}: the converted manifest is invalid: {e}", f.from)))?;
     }
     let report = report(&objs.iter().map(|(o, _)| o).collect::<Vec<_>>(), &notes, &functions);
     Ok(Outcome { functions, report })
 }
 
+/// One Kubeless or Kyma `Function` object (as the API server serves it) → its wasmfn function and the report:
+/// what the operator's compatibility mode applies. Other kinds are refused.
+pub fn convert_object(value: Value) -> Result<(Imported, String)> {
+    let at = format!(
+        "{} {}/{}",
+        value["kind"].as_str().unwrap_or("object"),
+        value["metadata"]["namespace"].as_str().unwrap_or("default"),
+        value["metadata"]["name"].as_str().unwrap_or("?")
+    );
+    let obj = Object::new(at, value)?;
+    let mut notes = Notes::default();
+    let f = match kind(&obj)? {
+        Kind::KubelessFunction => kubeless::function(&obj, &mut notes)?,
+        Kind::KymaFunction => kyma::function(&obj, &mut notes)?,
+        _ => bail!("{}: only Functions are served in compatibility mode", obj.label()),
+    };
+    wasmfn_api::Function::from_yaml(&manifest_text(&f)?)
+        .map_err(|e| Error(format!("{}: the converted manifest is invalid: {e}", f.from)))?;
+    let mut functions = Functions::new();
+    functions.insert((obj.namespace.clone(), obj.name.clone()), f);
+    let report = report(&[&obj], std::slice::from_ref(&notes), &functions);
+    let f = functions.into_values().next().expect("the function just inserted");
+    Ok((f, report))
+}
+
 /// `function.yaml`'s text.
-fn manifest_text(f: &model::Imported) -> Result<String> {
-    let body = serde_yaml_ng::to_string(&f.manifest).context("serialising a manifest")?;
+pub fn manifest_text(f: &model::Imported) -> Result<String> {
+    let body = serde_yaml_ng::to_string(&f.manifest).map_err(|e| Error(format!("serialising a manifest: {e}")))?;
     Ok(format!("# Imported by `wasmfn import` from {}; see report.md.\n{body}", f.from))
 }
 
@@ -194,57 +209,4 @@ fn report(objs: &[&Object], notes: &[Notes], functions: &Functions) -> String {
         }
     }
     out
-}
-
-/// Writes `outcome` to `out`: assembled in a temporary folder next to it, renamed into place at the end.
-fn write(outcome: &Outcome, out: &Path, force: bool) -> Result<()> {
-    let non_empty = match std::fs::read_dir(out) {
-        Ok(mut entries) => entries.next().is_some(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
-    };
-    if non_empty && !force {
-        bail!("{} exists and is not empty: choose another --out, or --force to replace it", out.display());
-    }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".wasmfn-import-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("creating a temporary folder in {}", parent.display()))?;
-    let mut total = 0usize;
-    for ((ns, name), f) in &outcome.functions {
-        // Both are DNS labels (checked when read): plain folder names.
-        let dir = tmp.path().join(ns).join(name);
-        let mut files = vec![("function.yaml".to_string(), manifest_text(f)?.into_bytes())];
-        files.extend(f.files.iter().map(|(p, c)| (p.clone(), c.clone())));
-        for (path, content) in files {
-            if !archive::is_plain_path(&path) {
-                bail!("{}: the file name `{}` is not a plain relative path", f.from, model::clip(&path));
-            }
-            total += content.len();
-            if total > MAX_OUTPUT {
-                bail!("the import would write more than {} MiB", MAX_OUTPUT >> 20);
-            }
-            let target = dir.join(&path);
-            if let Some(p) = target.parent() {
-                std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-            }
-            std::fs::write(&target, content).with_context(|| format!("writing {}", target.display()))?;
-        }
-    }
-    std::fs::write(tmp.path().join("report.md"), &outcome.report).context("writing report.md")?;
-    if out.exists() {
-        if non_empty {
-            std::fs::remove_dir_all(out).with_context(|| format!("removing {} (--force)", out.display()))?;
-        } else {
-            std::fs::remove_dir(out).with_context(|| format!("replacing the empty {}", out.display()))?;
-        }
-    }
-    let kept = tmp.keep();
-    std::fs::rename(&kept, out).with_context(|| format!("moving the import into {}", out.display()))?;
-    Ok(())
 }

@@ -2,7 +2,7 @@
 //! (`eventing.kyma-project.io/v1alpha2`).
 
 use super::model::{Functions, Imported, Notes, Object, clip, env, is_dns_label, kind_of};
-use anyhow::Result;
+use crate::Result;
 use serde_json::{Value, json};
 
 /// Kyma's serverless API version.
