@@ -1,13 +1,13 @@
 //! `wasmfn import`: Kubeless and Kyma objects → function folders and a report, compared with the golden files in
 //! tests/import/<case>/expected (regenerate them with `WASMFN_BLESS=1`); malformed input fails naming the problem
-//! and writes nothing; an imported Kyma JS function builds.
+//! and writes nothing; imported functions build and serve (inline, zip, and Git from a local repository).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use wasmfn_tests::build::{Run, build_ok};
 use wasmfn_tests::guests::repo_root;
-use wasmfn_tests::node::use_binary;
+use wasmfn_tests::node::{NodeProc, manifest, use_binary};
 
 /// `wasmfn import ARGS` in `dir`, with `stdin` piped in when given.
 fn import(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
@@ -153,9 +153,85 @@ fn malformed_input_fails_naming_the_problem_and_writes_nothing() {
     }
 }
 
-#[test]
-fn an_imported_kyma_js_function_builds() {
-    let (out, _tmp) = golden("kyma");
-    let (wasm, _) = build_ok(&out.join("shop/orders"), &[]);
-    assert!(std::fs::metadata(wasm).unwrap().len() > 0);
+/// A function's answer to a POST of `{"name": "Ada"}` with a CloudEvent type.
+async fn answer(node: &NodeProc, name: &str) -> (u16, String) {
+    let resp = node
+        .client
+        .post(node.url("default", name, "/"))
+        .header("content-type", "application/json")
+        .header("ce-type", "order.created")
+        .body(r#"{"name": "Ada"}"#)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imported_functions_build_and_serve_from_inline_zip_and_git_sources() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let (kyma, _k) = golden("kyma");
+    let (kubeless, _l) = golden("kubeless");
+    // Inline (Kyma `source`, JS) and a Kubeless `base64+zip` body with a named handler and a second file.
+    let (orders, _) = build_ok(&kyma.join("shop/orders"), &[]);
+    let (greet, _) = build_ok(&kubeless.join("default/greet"), &[]);
+
+    // Git: a Kyma Function whose `gitRepository` is a local repository, imported, then built as the operator's
+    // build Job builds `spec.source.git` (`wasmfn build --source git+URL#REF:PATH`).
+    let repo = tempfile::tempdir().unwrap();
+    let fn_dir = repo.path().join("functions/hello");
+    std::fs::create_dir_all(&fn_dir).unwrap();
+    std::fs::write(
+        fn_dir.join("handler.js"),
+        "module.exports = { main: (event) => `git says hi to ${event.data.name}` };\n",
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        let ok = Command::new("git").args(args).current_dir(repo.path()).output().unwrap();
+        assert!(ok.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&ok.stderr));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "add", "."]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fn"]);
+    let url = format!("file://{}", repo.path().display());
+    let yaml = format!(
+        "apiVersion: serverless.kyma-project.io/v1alpha2\nkind: Function\nmetadata: {{name: from-git}}\nspec:\n  \
+         runtime: nodejs20\n  source:\n    gitRepository: {{url: \"{url}\", baseDir: functions/hello, reference: main}}\n"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let run = import(tmp.path(), &["--out", out.to_str().unwrap()], Some(&yaml));
+    assert!(run.ok, "{}", run.stderr);
+    let imported: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(out.join("default/from-git/function.yaml")).unwrap()).unwrap();
+    let src = &imported["spec"]["source"]["git"];
+    let arg = format!(
+        "git+{}#{}:{}",
+        src["url"].as_str().unwrap(),
+        src["ref"].as_str().unwrap(),
+        src["path"].as_str().unwrap()
+    );
+    let from_git = wasmfn_tests::guests::out_dir().join(format!("from-git-{}.wasm", std::process::id()));
+    let built = Run::from(wasmfn_tests::build::wasmfn(&[
+        "build",
+        "--source",
+        &arg,
+        "--template",
+        "js",
+        "-o",
+        from_git.to_str().unwrap(),
+    ]));
+    assert!(built.ok, "{}", built.stderr);
+
+    let data = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(data.path(), "");
+    for (name, wasm) in [("orders", &orders), ("greet", &greet), ("from-git", &from_git)] {
+        node.deploy_ok(&manifest(name, wasm, "")).await;
+    }
+    let (status, body) = answer(&node, "orders").await;
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((&body["received"]["name"], body["type"].as_str()), (&serde_json::json!("Ada"), Some("order.created")));
+    assert_eq!(answer(&node, "greet").await, (200, "Hello, Ada".to_string()));
+    assert_eq!(answer(&node, "from-git").await, (200, "git says hi to Ada".to_string()));
 }
