@@ -212,7 +212,10 @@ async fn up_serves_the_functions_that_build_when_one_does_not() {
     for name in ["one", "two"] {
         assert_eq!(node.get(&node.url("default", name, "/")).await.2, name);
     }
-    assert_eq!(node.get(&node.url("default", "broken", "/")).await.0, 404);
+    // Announced and failed: 503 with the build's error, not a wait or a 404.
+    let (status, _, body) = node.get(&node.url("default", "broken", "/")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("the function failed to build") && body.contains("handler.js"), "{body}");
     let logs = node.logs();
     assert!(
         logs.contains("function=default/broken") && logs.contains("handler.js:"),

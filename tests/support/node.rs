@@ -47,6 +47,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Extra arguments of `wasmfn serve`.
     pub args: Vec<String>,
+    /// With `up`: return as soon as it listens, not once its first builds and deploys are done.
+    pub serve_at_once: bool,
 }
 
 impl NodeProc {
@@ -162,6 +164,20 @@ impl NodeProc {
                 Err(e) => break Err(format!("announced an address that does not parse, {line:?}: {e}")),
             }
         };
+        // `up` listens at once and builds behind it; most tests want the functions there first.
+        let announced = announced.and_then(|addrs| {
+            if opts.up.is_none() || opts.serve_at_once {
+                return Ok(addrs);
+            }
+            loop {
+                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(line) if line.starts_with("wasmfn: functions deployed") => return Ok(addrs),
+                    Ok(_) => {}
+                    Err(RecvTimeoutError::Disconnected) => return Err("exited before deploying".to_string()),
+                    Err(RecvTimeoutError::Timeout) => return Err(format!("did not deploy within {wait:?}")),
+                }
+            }
+        });
         let (ingress, admin) = match announced {
             Ok(addrs) => addrs,
             Err(why) => {
@@ -179,6 +195,11 @@ impl NodeProc {
             client,
             token: opts.token,
         })
+    }
+
+    /// Everything the node printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 
     /// Everything the node logged so far.

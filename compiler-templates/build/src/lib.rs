@@ -20,7 +20,7 @@ pub mod source;
 pub mod template;
 mod tool;
 
-pub use progress::{Progress, Step};
+pub use progress::{Progress, Sink, Step};
 pub use source::{FetchOptions, Source, SourceError};
 pub use template::Template;
 

@@ -6,22 +6,38 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Receives each progress line too (`wasmfn up` keeps build output for the console and `wasmfn logs`).
+pub type Sink = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Where progress goes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct Progress {
     enabled: bool,
     tty: bool,
+    sink: Option<Sink>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress").field("enabled", &self.enabled).field("tty", &self.tty).finish_non_exhaustive()
+    }
 }
 
 impl Progress {
     /// Progress on stderr.
     pub fn stderr() -> Progress {
-        Progress { enabled: true, tty: std::io::stderr().is_terminal() }
+        Progress { enabled: true, tty: std::io::stderr().is_terminal(), sink: None }
+    }
+
+    /// Also sends every step's start and end, and the tools' warnings, to `sink`.
+    pub fn with_sink(mut self, sink: Sink) -> Progress {
+        self.sink = Some(sink);
+        self
     }
 
     /// No output (library callers that report on their own).
     pub fn quiet() -> Progress {
-        Progress { enabled: false, tty: false }
+        Progress { enabled: false, tty: false, sink: None }
     }
 
     /// Starts a step; it ends (and reports its time) when finished or dropped.
@@ -30,6 +46,9 @@ impl Progress {
             Arc::new(Shared { last: Mutex::new(String::new()), done: Mutex::new(false), wake: Condvar::new() });
         let started = Instant::now();
         let mut ticker = None;
+        if let Some(sink) = &self.sink {
+            sink(&format!("→ {name}"));
+        }
         if self.enabled {
             if !self.tty {
                 eprintln_flush(&format!("  → {name}"));
@@ -37,7 +56,7 @@ impl Progress {
             let (shared, name, tty) = (shared.clone(), name.to_string(), self.tty);
             ticker = Some(std::thread::spawn(move || heartbeat(&shared, &name, started, tty)));
         }
-        Step { name: name.to_string(), started, shared, ticker, tty: self.tty, ok: false }
+        Step { name: name.to_string(), started, shared, ticker, tty: self.tty, ok: false, sink: self.sink.clone() }
     }
 }
 
@@ -93,6 +112,7 @@ pub struct Step {
     ticker: Option<JoinHandle<()>>,
     tty: bool,
     ok: bool,
+    sink: Option<Sink>,
 }
 
 impl Step {
@@ -111,6 +131,9 @@ impl Step {
 
     /// Shows a warning from the tool (a line starting with `warning:`) under the step, even when it succeeds.
     pub fn warn(&self, line: &str) {
+        if let Some(sink) = &self.sink {
+            sink(line.trim());
+        }
         if self.ticker.is_some() {
             let clear = if self.tty { "\r\x1b[2K" } else { "" };
             eprintln_flush(&format!("{clear}    {}", line.trim()));
@@ -127,6 +150,10 @@ impl Drop for Step {
     fn drop(&mut self) {
         *self.shared.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.shared.wake.notify_all();
+        if let Some(sink) = &self.sink {
+            let mark = if self.ok { "✓" } else { "✗" };
+            sink(&format!("{mark} {} ({:.1}s)", self.name, self.started.elapsed().as_secs_f64()));
+        }
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
             let mark = if self.ok { "✓" } else { "✗" };

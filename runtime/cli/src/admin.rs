@@ -1,4 +1,5 @@
-//! `wasmfn revisions`, `wasmfn traffic` and `wasmfn rollback`: clients of a running node's admin API.
+//! `wasmfn revisions`, `wasmfn traffic` and `wasmfn rollback`: clients of a running node's admin API (`ls`,
+//! `call`, `logs` and `delete` are in `client.rs`).
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -18,11 +19,11 @@ pub struct AdminArgs {
     data_dir: Option<std::path::PathBuf>,
     /// The function's namespace.
     #[arg(long, short, default_value = "default")]
-    namespace: String,
+    pub(crate) namespace: String,
 }
 
 impl AdminArgs {
-    fn admin_url(&self) -> String {
+    pub(crate) fn admin_url(&self) -> String {
         if let Some(a) = &self.admin {
             return a.clone();
         }
@@ -31,14 +32,24 @@ impl AdminArgs {
         recorded.ok().map(|u| u.trim().to_string()).unwrap_or_else(|| "http://127.0.0.1:8081".into())
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         name: &str,
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let url = format!("{}/v1/functions/{}/{name}{path}", self.admin_url().trim_end_matches('/'), self.namespace);
+        self.json(method, &format!("/v1/functions/{}/{name}{path}", self.namespace), body).await
+    }
+
+    /// A request to `path` (from `/v1/…`) of the admin API, with the token of `WASMFN_ADMIN_TOKEN`.
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}{path}", self.admin_url().trim_end_matches('/'));
         let client = reqwest::Client::builder().no_proxy().build()?;
         let mut req = client.request(method, &url);
         if let Ok(token) = std::env::var("WASMFN_ADMIN_TOKEN") {
@@ -47,7 +58,12 @@ impl AdminArgs {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach the node's admin API at {url}"))?;
+        req.send().await.with_context(|| format!("cannot reach the node's admin API at {url}"))
+    }
+
+    /// [`send`](Self::send), answering the JSON body, or an error with the API's message.
+    pub(crate) async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let resp = self.send(method, path, body).await?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {

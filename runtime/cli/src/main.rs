@@ -12,12 +12,15 @@
 mod admin;
 mod build;
 mod cluster;
+mod client;
+mod console;
 mod import;
 mod oci;
 mod paths;
 mod registry;
 mod serve;
 mod up;
+mod workspace;
 
 use clap::{Parser, Subcommand};
 use paths::default_data_dir;
@@ -128,6 +131,65 @@ enum Command {
         /// `REVISION=TAG`: the revision also answers on `<tag>-<name>.<namespace>.<domain>`; repeatable.
         #[arg(long = "tag")]
         tags: Vec<String>,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// List the functions of a running `wasmfn up`/`serve`: revision, status, requests, cold starts, URL.
+    Ls {
+        /// Every namespace, not only `--namespace`.
+        #[arg(long, short = 'A')]
+        all_namespaces: bool,
+        /// Print the admin API's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// Call a function through the node: prints the body (status, revision, latency and request id in the log).
+    Call {
+        /// The function.
+        name: String,
+        /// The request body, or the event's data (JSON when it parses).
+        #[arg(long, short)]
+        data: Option<String>,
+        /// Send a CloudEvent of this type (binary mode) instead of a plain request.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// The CloudEvent's source.
+        #[arg(long, default_value = "/wasmfn/cli")]
+        event_source: String,
+        /// The HTTP method (default: POST with data, else GET).
+        #[arg(long, short = 'X')]
+        method: Option<String>,
+        /// The path under the function.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// `NAME: VALUE`; repeatable.
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// Print a function's recent output (guest stdout/stderr, build output); `-f` follows it.
+    Logs {
+        /// The function.
+        name: String,
+        /// Keep printing new lines.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this revision's lines.
+        #[arg(long)]
+        revision: Option<String>,
+        /// Only this request's lines (the `x-request-id` of a response).
+        #[arg(long)]
+        request: Option<String>,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// Delete a function from a running `wasmfn up`/`serve`.
+    Delete {
+        /// The function.
+        name: String,
         #[command(flatten)]
         admin: admin::AdminArgs,
     },
@@ -272,6 +334,22 @@ fn main() -> anyhow::Result<()> {
             Command::Revisions { name, json, admin } => admin::revisions(&name, &admin, json).await,
             Command::Traffic { name, splits, tags, admin } => admin::traffic(&name, &splits, &tags, &admin).await,
             Command::Rollback { name, to, admin } => admin::rollback(&name, to.as_deref(), &admin).await,
+            Command::Ls { all_namespaces, json, admin } => client::ls(&admin, all_namespaces, json).await,
+            Command::Call { name, data, event_type, event_source, method, path, headers, admin } => {
+                let call = client::CallArgs {
+                    data: data.as_deref(),
+                    event_type: event_type.as_deref(),
+                    event_source: &event_source,
+                    method: method.as_deref(),
+                    path: &path,
+                    headers: &headers,
+                };
+                client::call(&name, &admin, call).await
+            }
+            Command::Logs { name, follow, revision, request, admin } => {
+                client::logs(&name, &admin, follow, revision.as_deref(), request.as_deref()).await
+            }
+            Command::Delete { name, admin } => client::delete(&name, &admin).await,
             Command::New { .. } | Command::Import { .. } => unreachable!("handled above"),
         }
     })

@@ -3,126 +3,46 @@
 use crate::build::BuildArgs;
 use crate::paths::default_data_dir;
 use crate::serve::{NodeArgs, announce, shutdown_signal};
-use anyhow::{Context, bail};
+use crate::workspace::{Phase, Source, Workspace, collect};
+use anyhow::Context;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use wasmfn_api::{Function, FunctionKey};
 use wasmfn_build::{Builder, Progress};
+use wasmfn_runtime::logs::{LogHub, Source as LogSource};
 use wasmfn_runtime::{Node, NodeConfig};
 
-/// One thing to deploy and the files whose change redeploys it.
-struct Source {
-    /// The manifest, or the component for a bare `.wasm`.
-    path: PathBuf,
-    manifest: bool,
-}
-
-impl Source {
-    /// The functions this source declares, with the folder relative paths resolve against.
-    fn load(&self) -> anyhow::Result<(Vec<Function>, PathBuf)> {
-        let base = self.path.parent().map(Path::to_path_buf).unwrap_or_default();
-        if !self.manifest {
-            let stem = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("function");
-            let name: String = stem
-                .to_ascii_lowercase()
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                .collect::<String>()
-                .trim_matches('-')
-                .to_string();
-            let file = self.path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-            return Ok((vec![Function::new("default", &name, file)], base));
-        }
-        let text = std::fs::read_to_string(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
-        let functions = Function::all_from_yaml(&text).with_context(|| format!("{}", self.path.display()))?;
-        Ok((functions, base))
-    }
-
-    /// Modification times of the source, every component it names and the sources of what it builds.
-    fn stamp(&self, builder: &Builder) -> Vec<(PathBuf, Option<SystemTime>)> {
-        let mut files = vec![self.path.clone()];
-        if let Ok((functions, base)) = self.load() {
-            for f in &functions {
-                match (&f.spec.component, &f.spec.build) {
-                    (Some(c), _) => files.push(base.join(c)),
-                    (None, Some(b)) => {
-                        let sources = builder.source_files(&base, &b.template).unwrap_or_default();
-                        files.extend(sources.iter().map(|s| base.join(s)));
-                    }
-                    (None, None) => {}
-                }
-            }
-        }
-        files.into_iter().map(|f| (f.clone(), std::fs::metadata(&f).and_then(|m| m.modified()).ok())).collect()
-    }
-}
-
-fn is_manifest(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
-}
-
-/// Expands the command line: files as given; in folders, every `function.yaml`/`function.yml` below them
-/// (skipping `target`, `node_modules` and hidden folders), or the folder's `.wasm` files when there is none.
-fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path.is_file() {
-            out.push(Source { path: path.clone(), manifest: is_manifest(path) });
-            continue;
-        }
-        if !path.is_dir() {
-            bail!("{}: no such file or folder", path.display());
-        }
-        let mut found = Vec::new();
-        walk(path, 0, &mut found)?;
-        if found.is_empty() {
-            for entry in std::fs::read_dir(path)? {
-                let p = entry?.path();
-                if p.extension().is_some_and(|e| e == "wasm") {
-                    found.push(Source { path: p, manifest: false });
-                }
-            }
-        }
-        if found.is_empty() {
-            bail!("{}: no function.yaml or .wasm file found", path.display());
-        }
-        found.sort_by(|a, b| a.path.cmp(&b.path));
-        out.extend(found);
-    }
-    Ok(out)
-}
-
-fn walk(dir: &Path, depth: usize, out: &mut Vec<Source>) -> anyhow::Result<()> {
-    if depth > 4 {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = entry?.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if p.is_dir() {
-            if !name.starts_with('.') && name != "target" && name != "node_modules" {
-                walk(&p, depth + 1, out)?;
-            }
-        } else if name == "function.yaml" || name == "function.yml" {
-            out.push(Source { path: p, manifest: true });
-        }
-    }
-    Ok(())
+/// The source of a build output line in the log hub.
+fn build_line(key: &FunctionKey) -> LogSource<'_> {
+    LogSource { namespace: &key.namespace, function: &key.name, revision: "", request_id: "", stream: "build" }
 }
 
 /// Builds a function that has a `build` and no `component`, and points `component` at the result.
-async fn build_function(builder: &Arc<Builder>, f: &mut Function, base: &Path) -> anyhow::Result<()> {
+async fn build_function(
+    builder: &Arc<Builder>,
+    hub: &Arc<LogHub>,
+    f: &mut Function,
+    base: &Path,
+) -> anyhow::Result<()> {
     let (Some(build), None) = (&f.spec.build, &f.spec.component) else { return Ok(()) };
     let (builder, base2, template) = (builder.clone(), base.to_path_buf(), build.template.clone());
     let handler = build.handler.clone();
     tracing::info!(function = %f.key(), %template, "building");
+    let key = f.key();
+    let sink: wasmfn_build::Sink = {
+        let (hub, key) = (hub.clone(), key.clone());
+        Arc::new(move |line: &str| hub.push(build_line(&key), line))
+    };
+    let progress = Progress::stderr().with_sink(sink);
     let built = tokio::task::spawn_blocking(move || {
-        builder.build_handler(&base2, &template, handler.as_deref(), true, &Progress::stderr())
+        builder.build_handler(&base2, &template, handler.as_deref(), true, &progress)
     })
-    .await?
-    .with_context(|| format!("building {} from {}", f.key(), base.display()))?;
+    .await?;
+    let built = built.with_context(|| format!("building {key} from {}", base.display()))?;
+    let cached = if built.cached { " (cached)" } else { "" };
+    hub.push(build_line(&key), &format!("built {}{cached}, {} bytes", built.digest, built.size));
     tracing::info!(function = %f.key(), digest = %built.digest, size = built.size, cached = built.cached, "built");
     f.spec.component = Some(built.path.display().to_string());
     Ok(())
@@ -134,19 +54,24 @@ async fn build_function(builder: &Arc<Builder>, f: &mut Function, base: &Path) -
 async fn deploy_source(
     node: &Node,
     builder: &Arc<Builder>,
+    workspace: &Workspace,
     source: &Source,
 ) -> anyhow::Result<(Vec<FunctionKey>, usize)> {
     let (functions, base) = source.load()?;
     let (mut keys, mut failed) = (Vec::new(), 0);
+    let hub = node.log_hub();
     for mut f in functions {
         let key = f.key();
         keys.push(key.clone());
+        workspace.set(&key, Phase::Building);
         let deployed = async {
-            build_function(builder, &mut f, &base).await?;
+            build_function(builder, &hub, &mut f, &base).await?;
             node.deploy(f, Some(&base)).await.with_context(|| format!("deploying {key} from {}", source.path.display()))
         };
         match deployed.await {
             Ok(d) => {
+                workspace.set(&key, Phase::Ready);
+                hub.push(build_line(&key), &format!("deployed {}", d.function.revision));
                 if d.changed {
                     tracing::info!(function = %key, revision = %d.function.revision, "deployed");
                 }
@@ -156,6 +81,14 @@ async fn deploy_source(
             }
             Err(e) => {
                 failed += 1;
+                let message = format!("{e:#}");
+                for line in message.lines() {
+                    hub.push(build_line(&key), line);
+                }
+                hub.push(build_line(&key), "build failed: the previous revision keeps serving (if any)");
+                workspace.set(&key, Phase::Failed(message.clone()));
+                // Requests held for a function never deployed get the error rather than wait.
+                node.announce_failed(&key, message);
                 tracing::error!(function = %key, "failed; the previous revision keeps serving (if any), retried when its files change: {e:#}");
             }
         }
@@ -174,14 +107,25 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -
         .map(|p| if p.is_dir() { p.clone() } else { p.parent().map(Path::to_path_buf).unwrap_or_default() })
         .collect();
     let sources = collect(&paths)?;
+    let root = paths.iter().find(|p| p.is_dir()).cloned();
     let node = Node::new(config).context("starting the embedded node")?;
     let listeners = node.bind().await.context("binding the listeners")?;
+    let admin = listeners.admin_addr().expect("bound with an admin listener");
+    println!("wasmfn console: http://{admin}/");
 
-    // A function that fails to build or deploy does not stop the others: it is logged and retried on change.
+    // Serving starts at once: every declared function is announced, so a request for one still building
+    // waits for it (at most its queueTimeout) rather than failing.
+    let workspace = Arc::new(Workspace::new(sources.clone(), root));
     let mut wanted = BTreeSet::new();
     for source in &sources {
-        match deploy_source(&node, &builder, source).await {
-            Ok((keys, _)) => wanted.extend(keys),
+        match source.load() {
+            Ok((functions, _)) => {
+                for f in functions {
+                    node.announce(f.key(), f.spec.scaling.queue_timeout);
+                    workspace.set(&f.key(), Phase::Building);
+                    wanted.insert(f.key());
+                }
+            }
             Err(e) => tracing::error!(source = %source.path.display(), "not served (fix it and it is retried): {e:#}"),
         }
     }
@@ -192,39 +136,57 @@ pub(crate) async fn run(paths: Vec<PathBuf>, args: NodeArgs, build: BuildArgs) -
         }
     }
     announce(&listeners);
-    // `wasmfn revisions|traffic|rollback` find this node through it.
+    // `wasmfn revisions|traffic|rollback|ls|call|logs|delete` find this node through it.
     let admin_file = node.config().data_dir.join(crate::admin::ADMIN_FILE);
-    if let Err(e) = std::fs::write(
-        &admin_file,
-        format!("http://{}\n", listeners.admin_addr().expect("bound with an admin listener")),
-    ) {
+    if let Err(e) = std::fs::write(&admin_file, format!("http://{admin}\n")) {
         tracing::warn!(path = %admin_file.display(), error = %e, "cannot record the admin API address");
     }
-    for f in node.list() {
-        let urls = node.urls(&f.namespace, &f.name);
-        println!("  {}: {}  {}", FunctionKey::new(&f.namespace, &f.name), urls[0], urls[1]);
+    for key in &wanted {
+        let urls = node.urls(&key.namespace, &key.name);
+        println!("  {key}: {}  {}", urls[0], urls[1]);
     }
 
-    let watcher = tokio::spawn(watch(node.clone(), builder, sources));
-    node.serve(listeners, shutdown_signal()).await?;
-    watcher.abort();
+    let deployer = {
+        let (node, workspace, builder) = (node.clone(), workspace.clone(), builder.clone());
+        tokio::spawn(async move {
+            let (mut ready, mut failed) = (0, 0);
+            for source in &sources {
+                match deploy_source(&node, &builder, &workspace, source).await {
+                    Ok((keys, n)) => (ready, failed) = (ready + keys.len() - n, failed + n),
+                    Err(e) => {
+                        failed += 1;
+                        tracing::error!(source = %source.path.display(), "not served (fix it and it is retried): {e:#}")
+                    }
+                }
+            }
+            println!("wasmfn: functions deployed: {ready} ready, {failed} failed");
+            watch(node, builder, workspace).await
+        })
+    };
+    let console = crate::console::router(node.clone(), builder, workspace);
+    node.serve_with(listeners, console, shutdown_signal()).await?;
+    deployer.abort();
     let _ = std::fs::remove_file(admin_file);
     Ok(())
 }
 
-/// Polls the sources' files and redeploys what changed; a failed redeploy keeps the old revision serving.
-async fn watch(node: Node, builder: Arc<Builder>, sources: Vec<Source>) {
-    let mut stamps: Vec<_> = sources.iter().map(|s| s.stamp(&builder)).collect();
+/// Polls the sources' files (the console's new functions too) and redeploys what changed; a failed redeploy
+/// keeps the old revision serving.
+async fn watch(node: Node, builder: Arc<Builder>, workspace: Arc<Workspace>) {
+    let mut stamps: Vec<_> = workspace.snapshot().iter().map(|s| s.stamp(&builder)).collect();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
+        let sources = workspace.snapshot();
+        // A source the console added has no stamp yet: it counts as changed.
+        stamps.resize(sources.len(), Vec::new());
         for (source, stamp) in sources.iter().zip(stamps.iter_mut()) {
             let now = source.stamp(&builder);
             if now == *stamp {
                 continue;
             }
             *stamp = now;
-            match deploy_source(&node, &builder, source).await {
+            match deploy_source(&node, &builder, &workspace, source).await {
                 Ok((keys, failed)) => {
                     let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
                     tracing::info!(source = %source.path.display(), functions = ?keys, failed, "redeployed after a change")

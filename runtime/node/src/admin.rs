@@ -35,7 +35,12 @@ fn deploy_error(e: Error) -> Response {
     resp
 }
 
-pub(crate) fn router(node: Node) -> Router {
+mod assets;
+mod console;
+
+/// The admin API and the console's page; `extra` are routes of the embedding program (`wasmfn up`'s console
+/// API), behind the same token check and cross-site refusal.
+pub(crate) fn router(node: Node, extra: Router) -> Router {
     let token = node.config().token();
     let api = Router::new()
         .route("/v1/functions", get(list).post(deploy).put(deploy))
@@ -43,28 +48,54 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/v1/functions/{namespace}/{name}/revisions", get(revisions))
         .route("/v1/functions/{namespace}/{name}/traffic", axum::routing::put(traffic))
         .route("/v1/functions/{namespace}/{name}/rollback", post(rollback))
-        .route("/v1/components", post(upload));
+        .route("/v1/components", post(upload))
+        .merge(console::routes());
     // Metrics name every tenant's functions: with a token, only its holder reads them (unless public-metrics).
     let public_metrics = node.config().metrics_are_public();
     let api = if public_metrics { api } else { api.route("/metrics", get(metrics)) };
-    let api = api.layer(DefaultBodyLimit::max(MAX_UPLOAD)).layer(axum::middleware::from_fn(
-        move |headers: HeaderMap, req, next: axum::middleware::Next| {
-            let token = token.clone();
-            async move {
-                if let Some(token) = token {
-                    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                    if !given.and_then(|g| g.strip_prefix("Bearer ")).is_some_and(|g| same_secret(g, &token)) {
-                        return error(StatusCode::UNAUTHORIZED, "a bearer token is required".into());
-                    }
+    let auth = move |headers: HeaderMap, req, next: axum::middleware::Next| {
+        let token = token.clone();
+        async move {
+            if let Some(token) = token {
+                let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                if !given.and_then(|g| g.strip_prefix("Bearer ")).is_some_and(|g| same_secret(g, &token)) {
+                    return error(StatusCode::UNAUTHORIZED, "a bearer token is required".into());
                 }
-                next.run(req).await
             }
-        },
-    ));
+            next.run(req).await
+        }
+    };
+    let api = api
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD))
+        .layer(axum::middleware::from_fn(auth.clone()))
+        .layer(axum::middleware::from_fn(same_origin));
+    let extra = extra
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD))
+        .layer(axum::middleware::from_fn(auth))
+        .layer(axum::middleware::from_fn(same_origin));
     // Probes stay open.
     let open = Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz));
     let open = if public_metrics { open.route("/metrics", get(metrics)) } else { open };
-    open.merge(api).with_state(node)
+    open.merge(assets::routes()).merge(api).with_state(node).merge(extra)
+}
+
+/// Refuses a state-changing request a browser sends from another origin (cross-site request forgery): one with
+/// an `Origin` that is not this server's, or that `Sec-Fetch-Site` marks cross-site. A browser's same-origin
+/// call must also carry `x-wasmfn-console` (the console's fetches do), a header no form or simple request can
+/// set. The CLI and other non-browser clients send neither `Origin` nor `Sec-Fetch-*` and are not affected.
+async fn same_origin(headers: HeaderMap, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let safe = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let from_browser = get("origin").is_some() || get("sec-fetch-site").is_some();
+    if !safe && from_browser {
+        let host = get("host").unwrap_or_default();
+        let origin_ok = get("origin").is_none_or(|o| o == format!("http://{host}"));
+        let site_ok = get("sec-fetch-site").is_none_or(|s| s == "same-origin" || s == "none");
+        if !(origin_ok && site_ok && get("x-wasmfn-console").is_some()) {
+            return error(StatusCode::FORBIDDEN, "cross-origin requests to the admin API are refused".into());
+        }
+    }
+    next.run(req).await
 }
 
 /// Compares a presented token with the secret in time that depends on neither: both are hashed to 32 bytes

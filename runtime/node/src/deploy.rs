@@ -20,7 +20,15 @@ impl Node {
     /// Everything is checked (manifest, wasm, exports, imports, compile, link) before the table changes, so a
     /// rejected deploy leaves the serving revision untouched. In-flight requests finish on the revision they
     /// started on; new ones go to the new revision.
-    pub async fn deploy(&self, mut function: Function, base_dir: Option<&Path>) -> Result<Deployed, Error> {
+    pub async fn deploy(&self, function: Function, base_dir: Option<&Path>) -> Result<Deployed, Error> {
+        let key = function.key();
+        let deployed = self.deploy_checked(function, base_dir).await?;
+        // Requests held for it (`wasmfn up` announced it while building) go on now.
+        self.inner.pending.done(&key);
+        Ok(deployed)
+    }
+
+    async fn deploy_checked(&self, mut function: Function, base_dir: Option<&Path>) -> Result<Deployed, Error> {
         function.validate()?;
         function.status = None;
         let node_max = self.inner.config.pool.max_memory;
@@ -145,11 +153,25 @@ impl Node {
     /// Removes a function; in-flight requests finish. Returns whether it existed.
     pub async fn remove(&self, namespace: &str, name: &str) -> Result<bool, Error> {
         let key = FunctionKey::new(namespace, name);
+        self.inner.pending.done(&key);
         let removed = self.inner.table.remove(&key).await?;
         if removed {
             tracing::info!(function = %key, "removed");
         }
         Ok(removed)
+    }
+
+    /// Announces a function that will be deployed soon (`wasmfn up` is building it): requests for it wait for
+    /// the deploy, at most `queue_timeout`, instead of answering 404.
+    pub fn announce(&self, key: FunctionKey, queue_timeout: std::time::Duration) {
+        if self.inner.table.load().get(&key).is_none() {
+            self.inner.pending.announce(key, queue_timeout);
+        }
+    }
+
+    /// An announced function failed before its first deploy: requests for it get 503 with `message`.
+    pub fn announce_failed(&self, key: &FunctionKey, message: String) {
+        self.inner.pending.fail(key, message);
     }
 
     /// Stores a component in the node's blob store and returns its digest; deploy it with

@@ -2,16 +2,20 @@
 //! function so a noisy guest cannot flood the node's log.
 
 use crate::config::GuestLogConfig;
+use crate::logs::{LogHub, Source};
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmfn_api::FunctionKey;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Rate limit and destination for one function's guest output, shared by its requests.
 pub(crate) struct GuestLog {
     function: String,
+    key: FunctionKey,
+    hub: Arc<LogHub>,
     config: GuestLogConfig,
     bucket: Mutex<Bucket>,
     dropped: Counter,
@@ -24,12 +28,12 @@ struct Bucket {
 }
 
 impl GuestLog {
-    pub(crate) fn new(function: String, config: GuestLogConfig, dropped: Counter) -> Self {
+    pub(crate) fn new(key: &FunctionKey, config: GuestLogConfig, dropped: Counter, hub: Arc<LogHub>) -> Self {
         let bucket = Bucket { tokens: config.burst as f64, last: Instant::now(), suppressed: 0 };
-        GuestLog { function, config, bucket: Mutex::new(bucket), dropped }
+        GuestLog { function: key.to_string(), key: key.clone(), hub, config, bucket: Mutex::new(bucket), dropped }
     }
 
-    fn emit(&self, request_id: &str, stream: &'static str, line: &[u8]) {
+    fn emit(&self, request_id: &str, revision: &str, stream: &'static str, line: &[u8]) {
         let suppressed = {
             let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
@@ -51,18 +55,26 @@ impl GuestLog {
         let cut = &line[..line.len().min(self.config.max_line_bytes)];
         let text = String::from_utf8_lossy(cut);
         tracing::info!(target: "wasmfn::guest", function = %self.function, request_id, stream, "{text}");
+        let (namespace, function) = (self.key.namespace.as_str(), self.key.name.as_str());
+        self.hub.push(Source { namespace, function, revision, request_id, stream }, &text);
     }
 
-    /// The stdout or stderr of one instance, tagged with its current request's id.
-    pub(crate) fn stream(self: &Arc<Self>, request_id: Arc<str>, stream: &'static str) -> GuestOutput {
+    /// The stdout or stderr of one instance of `revision`, tagged with its current request's id.
+    pub(crate) fn stream(
+        self: &Arc<Self>,
+        request_id: Arc<str>,
+        revision: Arc<str>,
+        stream: &'static str,
+    ) -> GuestOutput {
         let buf = Mutex::new(Lines { request_id, pending: Vec::new() });
-        GuestOutput(Arc::new(LineBuffer { log: self.clone(), stream, buf }))
+        GuestOutput(Arc::new(LineBuffer { log: self.clone(), revision, stream, buf }))
     }
 }
 
 /// Splits one instance's output stream into lines; the last partial line is emitted when its request ends.
 struct LineBuffer {
     log: Arc<GuestLog>,
+    revision: Arc<str>,
     stream: &'static str,
     buf: Mutex<Lines>,
 }
@@ -79,13 +91,13 @@ impl LineBuffer {
         buf.extend_from_slice(bytes);
         let mut start = 0;
         while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-            self.log.emit(request_id, self.stream, &buf[start..start + pos]);
+            self.log.emit(request_id, &self.revision, self.stream, &buf[start..start + pos]);
             start += pos + 1;
         }
         buf.drain(..start);
         // A line that never ends is cut rather than buffered without bound.
         if buf.len() > self.log.config.max_line_bytes {
-            self.log.emit(request_id, self.stream, buf);
+            self.log.emit(request_id, &self.revision, self.stream, buf);
             buf.clear();
         }
     }
@@ -95,7 +107,7 @@ impl LineBuffer {
     fn restart(&self, request_id: Arc<str>) {
         let mut lines = self.buf.lock().unwrap_or_else(|e| e.into_inner());
         if !lines.pending.is_empty() {
-            self.log.emit(&lines.request_id, self.stream, &lines.pending);
+            self.log.emit(&lines.request_id, &self.revision, self.stream, &lines.pending);
             lines.pending.clear();
         }
         lines.request_id = request_id;
@@ -106,7 +118,7 @@ impl Drop for LineBuffer {
     fn drop(&mut self) {
         let lines = self.buf.get_mut().unwrap_or_else(|e| e.into_inner());
         if !lines.pending.is_empty() {
-            self.log.emit(&lines.request_id, self.stream, &lines.pending);
+            self.log.emit(&lines.request_id, &self.revision, self.stream, &lines.pending);
         }
     }
 }

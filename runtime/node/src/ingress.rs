@@ -4,6 +4,8 @@
 
 use crate::executor::{RequestBody, ResponseBody, json_error};
 use crate::node::Node;
+use crate::pending::Wait;
+use crate::table::Routed;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
@@ -22,14 +24,62 @@ pub(crate) async fn handle(node: Node, req: Request<Incoming>) -> Response<Respo
         Some(key) => table.route_host(host, domain).or_else(|| table.whole(key)),
         None => table.route(host, req.uri().path(), domain),
     };
-    let Some(routed) = routed else {
-        let path = req.uri().path().to_string();
-        return json_error(
+    let routed = match routed {
+        Some(r) => r,
+        None => {
+            let (host, path) = (host.map(str::to_string), req.uri().path().to_string());
+            drop(table);
+            match pending(&node, host.as_deref(), &path).await {
+                Ok(r) => r,
+                Err(resp) => return resp,
+            }
+        }
+    };
+    inner.executor.run(&routed.revision, req.map(RequestBody::Incoming), routed.strip, None).await
+}
+
+/// A request for a function announced and not deployed yet waits for its deploy (at most its queue timeout).
+async fn pending(node: &Node, host: Option<&str>, path: &str) -> Result<Routed, Response<ResponseBody>> {
+    let inner = &node.inner;
+    let domain = &inner.config.domain;
+    let not_found = || {
+        json_error(
             StatusCode::NOT_FOUND,
             "no function serves this host or path",
             serde_json::json!({ "path": path, "host": host }),
-        );
+        )
     };
-    drop(table);
-    inner.executor.run(&routed.revision, req.map(RequestBody::Incoming), routed.strip, None).await
+    let Some((key, wait)) = inner.pending.wait(host, path, domain) else { return Err(not_found()) };
+    let (timeout, mut changes) = match wait {
+        Wait::For(timeout, changes) => (timeout, changes),
+        Wait::Failed(message) => return Err(unavailable(&key, &message)),
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(r) = inner.table.load().route(host, path, domain) {
+            return Ok(r);
+        }
+        match inner.pending.state(&key) {
+            None => return Err(not_found()),
+            Some(Some(message)) => return Err(unavailable(&key, &message)),
+            Some(None) => {}
+        }
+        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+            let mut resp = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the function is still being built or loaded",
+                serde_json::json!({ "function": key.to_string(), "waited": format!("{timeout:?}") }),
+            );
+            resp.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+            return Err(resp);
+        }
+    }
+}
+
+fn unavailable(key: &wasmfn_api::FunctionKey, message: &str) -> Response<ResponseBody> {
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the function failed to build",
+        serde_json::json!({ "function": key.to_string(), "message": message }),
+    )
 }

@@ -111,6 +111,8 @@ pub(crate) struct Metrics {
     pub allocator: Family<AllocatorLabels, Gauge>,
     pub memory_budget: Gauge,
     pub memory_reserved: Gauge,
+    /// Recent guest and build output, for the admin API's `/v1/logs` (not a Prometheus series).
+    pub logs: Arc<crate::logs::LogHub>,
 }
 
 impl Metrics {
@@ -118,6 +120,7 @@ impl Metrics {
         let mut r = Registry::with_prefix("wasmfn");
         let m = Metrics {
             registry: Arc::default(),
+            logs: Arc::default(),
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             instantiation: Family::new_with_constructor(instantiation_histogram),

@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     pub(crate) admin_addr: Arc<OnceLock<SocketAddr>>,
     /// A pod-style node's function (`default-function`).
     pub(crate) default_function: Option<FunctionKey>,
+    /// Functions announced and not deployed yet (requests for them wait).
+    pub(crate) pending: crate::pending::Pending,
 }
 
 impl Node {
@@ -101,6 +103,7 @@ impl Node {
             ready: AtomicBool::new(false),
             ingress_addr: OnceLock::new(),
             admin_addr,
+            pending: Default::default(),
         };
         Ok(Node { inner: Arc::new(inner) })
     }
@@ -128,6 +131,16 @@ impl Node {
     /// The view of a service of the table.
     pub(crate) fn info(&self, service: &crate::service::Service) -> FunctionInfo {
         views::info(service, &self.urls_base())
+    }
+
+    /// Recent guest and build output (`/v1/logs`); `wasmfn up` adds its build output here.
+    pub fn log_hub(&self) -> Arc<crate::logs::LogHub> {
+        self.inner.metrics.logs.clone()
+    }
+
+    /// The address the ingress listens on (the configured one until it is bound).
+    pub fn ingress_addr(&self) -> SocketAddr {
+        self.inner.ingress_addr.get().copied().unwrap_or(self.inner.config.listen)
     }
 
     /// Every function in the table.

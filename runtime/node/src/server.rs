@@ -50,6 +50,17 @@ impl Node {
 
     /// Serves until `shutdown` resolves, then drains in-flight requests for up to `shutdown-timeout`.
     pub async fn serve(&self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        self.serve_with(listeners, axum::Router::new(), shutdown).await
+    }
+
+    /// [`serve`](Self::serve), with `extra` routes on the admin listener (behind its token check and cross-site
+    /// refusal): `wasmfn up` adds its console API.
+    pub async fn serve_with(
+        &self,
+        listeners: Listeners,
+        extra: axum::Router,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let reaper = tokio::spawn(self.clone().reap_idle());
         let collector = tokio::spawn(self.clone().collect_garbage_periodically());
         let rollouts = tokio::spawn(self.inner.table.clone().drive_rollouts());
@@ -65,7 +76,7 @@ impl Node {
             let _ = rx.wait_for(|s| *s).await;
         };
         let admin = listeners.admin.map(|admin| {
-            let service = hyper_util::service::TowerToHyperService::new(crate::admin::router(self.clone()));
+            let service = hyper_util::service::TowerToHyperService::new(crate::admin::router(self.clone(), extra));
             // A slot pool of its own: a flood on the ingress never locks out probes and operators.
             let limits = ConnLimits::new(self.config().header_timeout, ADMIN_CONNECTIONS);
             let stop = stopped(stop_rx.clone());

@@ -38,7 +38,7 @@ impl FunctionStats {
             evictions: metrics.evictions.get_or_create(&labels).clone(),
             reused: metrics.instances_reused.get_or_create(&labels).clone(),
             last_error: Mutex::new(None),
-            log: Arc::new(GuestLog::new(key.to_string(), log.clone(), dropped)),
+            log: Arc::new(GuestLog::new(key, log.clone(), dropped, metrics.logs.clone())),
             codes: RwLock::default(),
             metrics: metrics.clone(),
             labels,

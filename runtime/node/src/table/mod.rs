@@ -9,7 +9,7 @@ mod legacy;
 mod persist;
 mod snapshot;
 
-pub(crate) use snapshot::Table;
+pub(crate) use snapshot::{Routed, Table};
 
 use crate::config::NodeConfig;
 use crate::error::Error;

@@ -1,0 +1,18 @@
+// Builds dist/vendor.js and dist/uPlot.min.css from the locked npm packages: `npm ci && node build.mjs`.
+// The output is committed (cargo build needs no npm); tests/e2e/console.rs fails when it is stale.
+import * as esbuild from 'esbuild';
+import { copyFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+const here = dirname(new URL(import.meta.url).pathname);
+await esbuild.build({
+  entryPoints: [join(here, 'src/vendor.mjs')],
+  outfile: join(here, 'dist/vendor.js'),
+  bundle: true,
+  format: 'esm',
+  minify: true,
+  target: 'es2020',
+  legalComments: 'eof',
+  logLevel: 'warning',
+});
+await copyFile(join(here, 'node_modules/uplot/dist/uPlot.min.css'), join(here, 'dist/uPlot.min.css'));

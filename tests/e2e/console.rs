@@ -1,0 +1,338 @@
+//! The console (issue 19) in a real browser: Debian's chromium, headless, driven by chromedriver over WebDriver
+//! (fantoccini), against a real `wasmfn up` started on an empty folder. Create a JavaScript function in the
+//! editor → it builds → test-invoke it and read the body → its log line appears live → a syntax error shows a
+//! marker on its line while the old revision keeps answering → fix it → split traffic 50/50 → roll back; a
+//! Python function from the template picker. Also: the CLI (`ls`, `call`, `logs`, `delete`) against the same
+//! node, cross-site calls refused, and `up` answering one function while another still builds.
+//!
+//! With `WASMFN_SCREENSHOTS=DIR`, the browser test saves the README's screenshots there.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use wasmfn_tests::eventually;
+use wasmfn_tests::node::{NodeProc, Options, use_binary};
+
+/// chromedriver on a loopback port, stopped on drop.
+struct Driver(Child, u16);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn browser() -> (Client, Driver) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("chromedriver")
+        .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (apt-get install chromium-driver; scripts/setup.sh does)");
+    let driver = Driver(child, port);
+    let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,900", "--no-proxy-server"]
+        }
+    }))
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}", driver.1);
+    let client = eventually(Duration::from_secs(30), "chromedriver to accept a session", || {
+        let (caps, url) = (caps.clone(), url.clone());
+        async move { ClientBuilder::native().capabilities(caps).connect(&url).await.ok() }
+    })
+    .await;
+    (client, driver)
+}
+
+/// Waits for the element `css`, with a deadline.
+async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait().at_most(Duration::from_secs(60)).for_element(Locator::Css(css)).await.unwrap_or_else(|e| {
+        panic!("no `{css}` on the page: {e}");
+    })
+}
+
+/// The text of `css`, once it contains `needle` (polled with a deadline).
+async fn text_with(c: &Client, css: &str, needle: &str, within: Duration) -> String {
+    eventually(within, &format!("`{css}` to contain {needle:?}"), || async {
+        let el = c.find(Locator::Css(css)).await.ok()?;
+        let text = el.text().await.ok()?;
+        text.contains(needle).then_some(text)
+    })
+    .await
+}
+
+/// Replaces the open editor's text (typing into CodeMirror over WebDriver is slow and flaky).
+async fn set_code(c: &Client, code: &str) {
+    c.execute(
+        "const v = window.wasmfnEditor; v.dispatch({changes: {from: 0, to: v.state.doc.length, insert: arguments[0]}});",
+        vec![json!(code)],
+    )
+    .await
+    .unwrap();
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    if let Some(dir) = std::env::var_os("WASMFN_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+async fn invoke(c: &Client, body: &str) -> (String, String) {
+    let field = find(c, "#body").await;
+    field.clear().await.unwrap();
+    field.send_keys(body).await.unwrap();
+    let before = c.find(Locator::Css("#result-request")).await.ok();
+    let before = match before {
+        Some(el) => el.text().await.unwrap_or_default(),
+        None => String::new(),
+    };
+    find(c, "#send").await.click().await.unwrap();
+    let request = eventually(Duration::from_secs(60), "a new result", || async {
+        let t = c.find(Locator::Css("#result-request")).await.ok()?.text().await.ok()?;
+        (t != before).then_some(t)
+    })
+    .await;
+    let status = find(c, "#result-status").await.text().await.unwrap();
+    let body = find(c, "#result-body").await.text().await.unwrap();
+    (format!("{status} {request}"), body)
+}
+
+const V1: &str = "export function handler(event, context) {\n  console.log('console says hi to ' + event.data.name);\n  return 'v1 hello ' + event.data.name;\n}\n";
+const BROKEN: &str = "export function handler(event, context) {\n  return 'v2 hello ' + ;\n}\n";
+const V2: &str = "export function handler(event, context) {\n  return 'v2 hello ' + event.data.name;\n}\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_creates_builds_tests_logs_and_rolls_out_a_function() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let root = tempfile::tempdir().unwrap();
+    let cache = wasmfn_tests::build::cache_dir().display().to_string();
+    let args = vec![root.path().display().to_string(), "--cache-dir".into(), cache];
+    let data = tempfile::tempdir().unwrap();
+    let node = NodeProc::start_with(data.path(), Options { up: Some(args), ..Default::default() });
+    assert!(node.stdout().starts_with("wasmfn console: http://"), "the console's URL first:\n{}", node.stdout());
+    let admin = format!("http://{}", node.admin);
+    let (c, _driver) = browser().await;
+
+    // The list, then a new JavaScript function from the template picker.
+    let started = std::time::Instant::now();
+    c.goto(&format!("{admin}/")).await.unwrap();
+    find(&c, "h1").await;
+    println!("first render in {:?}", started.elapsed());
+    c.goto(&format!("{admin}/#/new")).await.unwrap();
+    find(&c, "#new-name").await.send_keys("hello-console").await.unwrap();
+    find(&c, "#new-template option[value='js']").await.click().await.unwrap();
+    find(&c, "#create").await.click().await.unwrap();
+    find(&c, "#editor .cm-content").await;
+    // The scaffold builds first (revision 1).
+    text_with(&c, "#fn-state", "ready", Duration::from_secs(120)).await;
+    screenshot(&c, "editor").await;
+
+    // Edit, save: it builds and deploys with the build's progress on the page.
+    set_code(&c, V1).await;
+    find(&c, "#save").await.click().await.unwrap();
+    find(&c, "#build-done").await;
+
+    // Test-invoke it and read the body; its log line appears live under its request id.
+    c.goto(&format!("{admin}/#/fn/default/hello-console/test")).await.unwrap();
+    let (status, body) = invoke(&c, r#"{"name": "Ada"}"#).await;
+    assert!(status.starts_with("200 "), "{status}");
+    assert_eq!(body, "v1 hello Ada");
+    assert_eq!(find(&c, "#result-revision").await.text().await.unwrap(), "hello-console-2");
+    screenshot(&c, "test").await;
+    find(&c, "#result-request").await.click().await.unwrap();
+    let logs = text_with(&c, "#logs", "console says hi to Ada", Duration::from_secs(30)).await;
+    assert!(logs.contains("hello-console-2"), "{logs}");
+
+    // A syntax error: a marker on line 2, and the old revision keeps answering.
+    c.goto(&format!("{admin}/#/fn/default/hello-console/code")).await.unwrap();
+    find(&c, "#editor .cm-content").await;
+    set_code(&c, BROKEN).await;
+    find(&c, "#save").await.click().await.unwrap();
+    find(&c, "#build-failed").await;
+    let lines: Value = c.execute("return window.wasmfnDiagnostics.map(d => d.line);", vec![]).await.unwrap();
+    assert_eq!(lines, json!([2]), "the marker is on the line with the error");
+    find(&c, ".cm-lint-marker-error").await;
+    screenshot(&c, "build-error").await;
+    let (status, _, body) = node.get(&node.url("default", "hello-console", "/")).await;
+    assert_eq!((status, body.contains("v1 hello")), (200, true), "the previous revision keeps serving: {body}");
+
+    // Fixed: a second revision.
+    set_code(&c, V2).await;
+    find(&c, "#save").await.click().await.unwrap();
+    find(&c, "#build-done").await;
+
+    // Traffic 50/50 between the two revisions, then roll back.
+    c.goto(&format!("{admin}/#/fn/default/hello-console/revisions")).await.unwrap();
+    for (rev, pct) in [("hello-console-2", "50"), ("hello-console-3", "50")] {
+        let input = find(&c, &format!("#percent-{rev}")).await;
+        input.clear().await.unwrap();
+        input.send_keys(pct).await.unwrap();
+    }
+    assert_eq!(find(&c, "#traffic-total").await.text().await.unwrap(), "total 100%");
+    find(&c, "#apply-traffic").await.click().await.unwrap();
+    text_with(&c, "#traffic-message", "Traffic updated", Duration::from_secs(10)).await;
+    screenshot(&c, "traffic").await;
+    let (_, info) = node.admin_get("/v1/functions/default/hello-console").await;
+    let split: Vec<(String, u64)> = info["traffic"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["revisionName"].as_str().unwrap_or("").to_string(), t["percent"].as_u64().unwrap_or(0)))
+        .collect();
+    assert!(split.contains(&("hello-console-2".into(), 50)) && split.contains(&("hello-console-3".into(), 50)), "{split:?}");
+    find(&c, "#rollback").await.click().await.unwrap();
+    text_with(&c, "#traffic-message", "Rolled back", Duration::from_secs(10)).await;
+
+    // A Python function from the template picker builds and answers.
+    c.goto(&format!("{admin}/#/new")).await.unwrap();
+    find(&c, "#new-name").await.send_keys("hello-py").await.unwrap();
+    find(&c, "#new-template option[value='python']").await.click().await.unwrap();
+    find(&c, "#create").await.click().await.unwrap();
+    find(&c, "#editor .cm-content").await;
+    text_with(&c, "#fn-state", "ready", Duration::from_secs(180)).await;
+    c.goto(&format!("{admin}/#/fn/default/hello-py/test")).await.unwrap();
+    let (status, _) = invoke(&c, r#"{"name": "Grace"}"#).await;
+    assert!(status.starts_with("200 "), "{status}");
+
+    c.goto(&format!("{admin}/")).await.unwrap();
+    text_with(&c, "main", "hello-py", Duration::from_secs(10)).await;
+    screenshot(&c, "list").await;
+    c.close().await.unwrap();
+}
+
+/// `wasmfn ARGS`; returns (success, stdout, stderr).
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmfn")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn guest_folder(root: &std::path::Path, name: &str, extra: &str) {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = wasmfn_tests::guests::rust_guest();
+    std::fs::write(
+        dir.join("function.yaml"),
+        format!(
+            "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: {name}\nspec:\n  component: {}\n{extra}",
+            wasm.display()
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_lists_calls_follows_logs_and_deletes_and_browsers_cannot_forge_calls() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let root = tempfile::tempdir().unwrap();
+    guest_folder(root.path(), "echo", "");
+    let data = tempfile::tempdir().unwrap();
+    let node = NodeProc::start_with(data.path(), Options { up: Some(vec![root.path().display().to_string()]), ..Default::default() });
+    let admin = format!("http://{}", node.admin);
+
+    let (ok, out, err) = cli(&["ls", "--admin", &admin]);
+    assert!(ok && out.contains("echo") && out.contains("echo-1"), "{out}{err}");
+
+    // `logs -f` follows while `call` runs: the call's own request id appears with the guest's line.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_wasmfn"))
+        .args(["logs", "echo", "-f", "--admin", &admin])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (out, lines) = (follow.stdout.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push_str(&format!("{l}\n"));
+            }
+        })
+    };
+    let (ok, out, err) = cli(&["call", "echo", "--admin", &admin, "--path", "/log?lines=2", "-X", "GET"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "logged");
+    let (ok, out, err) = cli(&["call", "echo", "--admin", &admin, "--event-type", "dev.test.cli", "--data", r#"{"n":7}"#]);
+    assert!(ok, "{out}{err}");
+    let followed = eventually(Duration::from_secs(30), "the followed log lines", || {
+        let lines = lines.clone();
+        async move {
+            let l = lines.lock().unwrap().clone();
+            (l.contains("guest line 1") && l.contains("type=dev.test.cli") && l.contains("data={\"n\":7}")).then_some(l)
+        }
+    })
+    .await;
+    assert!(followed.contains("echo-1"), "lines carry the revision: {followed}");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let _ = reader.join();
+    let (ok, out, _) = cli(&["logs", "echo", "--admin", &admin]);
+    assert!(ok && out.contains("guest stderr line"), "{out}");
+
+    // A browser page on another origin cannot change anything, even with a simple form post.
+    let forged = node
+        .client
+        .delete(format!("{admin}/v1/functions/default/echo"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let same_origin_without_header = node
+        .client
+        .delete(format!("{admin}/v1/functions/default/echo"))
+        .header("origin", &admin)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_origin_without_header.status().as_u16(), 403, "the console's header is required too");
+    let page = node.client.get(format!("{admin}/")).send().await.unwrap();
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    assert!(page.text().await.unwrap().contains("/console/app.js"), "no CDN: the page's code is served here");
+
+    let (ok, out, err) = cli(&["delete", "echo", "--admin", &admin]);
+    assert!(ok && out.contains("deleted default/echo"), "{out}{err}");
+    let (_, out, _) = cli(&["ls", "--admin", &admin]);
+    assert!(!out.contains("echo-1"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_answers_at_once_and_holds_requests_for_a_function_still_building() {
+    use_binary(env!("CARGO_BIN_EXE_wasmfn"));
+    let root = tempfile::tempdir().unwrap();
+    // Sources deploy in path order: `a-ready` (a component) first, then `b-slow`, a Python build with a unique
+    // source (no cache hit: componentize-py takes seconds).
+    guest_folder(root.path(), "a-ready", "");
+    let slow = root.path().join("b-slow");
+    std::fs::create_dir_all(&slow).unwrap();
+    std::fs::write(
+        slow.join("function.yaml"),
+        "apiVersion: wasmfn.dev/v1alpha1\nkind: Function\nmetadata:\n  name: b-slow\nspec:\n  build:\n    template: python\n  scaling:\n    queueTimeout: 300s\n",
+    )
+    .unwrap();
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    std::fs::write(slow.join("handler.py"), format!("# {nonce}\ndef handler(event, context):\n    return 'slow and ready'\n"))
+        .unwrap();
+    let cache = wasmfn_tests::build::cache_dir().display().to_string();
+    let args = vec![root.path().display().to_string(), "--cache-dir".into(), cache];
+    let data = tempfile::tempdir().unwrap();
+    let node = NodeProc::start_with(data.path(), Options { up: Some(args), serve_at_once: true, ..Default::default() });
+
+    // Listening before anything is built: the ready function answers while the slow one still builds.
+    let (status, _, _) = node.get(&node.url("default", "a-ready", "/log")).await;
+    assert_eq!(status, 200);
+    let (_, state) = node.admin_get("/v1/console").await;
+    assert_eq!(state["functions"]["default/b-slow"]["state"], "building", "{state}");
+    // A request to the building function waits and is answered once it is deployed.
+    let (status, _, body) = node.get(&node.url("default", "b-slow", "/")).await;
+    assert_eq!((status, body.as_str()), (200, "slow and ready"));
+    assert!(node.logs().contains("function=default/b-slow"), "it was built behind the listener");
+}
