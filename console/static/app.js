@@ -139,7 +139,8 @@ async function newPage() {
 }
 
 async function route() {
-  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  // `#/fn/ns/name/logs?request=…`: the query is the page's (logsTab reads it).
+  const parts = location.hash.replace(/^#\/?/, '').split('?')[0].split('/').map(decodeURIComponent);
   for (const a of document.querySelectorAll('header nav a')) {
     a.toggleAttribute('aria-current', a.getAttribute('href') === `#/${parts[0] ?? ''}`);
   }

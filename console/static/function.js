@@ -272,7 +272,7 @@ async function logsTab(namespace, name, body) {
   start();
 }
 
-async function revisionsTab(namespace, name, body) {
+async function revisionsTab(namespace, name, body, note) {
   const [info, revs] = await Promise.all([api('GET', `/v1/functions/${namespace}/${name}`),
     api('GET', `/v1/functions/${namespace}/${name}/revisions`)]);
   const inputs = new Map();
@@ -293,7 +293,7 @@ async function revisionsTab(namespace, name, body) {
       h('td', {}, r.p50Ms != null ? `${r.p50Ms} / ${r.p99Ms} ms` : '-'), h('td', {}, r.created ?? ''),
       h('td', {}, [r.latest ? 'latest' : '', r.ready ? 'ready' : '', r.failure ? `failed: ${r.failure}` : ''].filter(Boolean).join(', ')));
   });
-  const message = h('div', { id: 'traffic-message', role: 'status' });
+  const message = h('div', { id: 'traffic-message', role: 'status' }, note ?? '');
   apply.addEventListener('click', async () => {
     const traffic = [...inputs].filter(([, i]) => Number(i.value) > 0)
       .map(([revisionName, i]) => ({ revisionName, percent: Number(i.value) }));
@@ -304,20 +304,29 @@ async function revisionsTab(namespace, name, body) {
       message.replaceChildren(errorBox(e));
     }
   });
+  // Back to an earlier revision: Knative-style (all traffic to it) when the split names revisions, else the
+  // node's rollback of `latestRevision`.
+  const names = revs.revisions.map((r) => r.name);
+  const target = h('select', { id: 'rollback-to', 'aria-label': 'Roll back to' },
+    names.map((n, i) => h('option', { value: n, selected: i === names.length - 2 ? true : null }, n)));
   const rollback = h('button', { type: 'button', class: 'secondary', id: 'rollback', onclick: async () => {
+    const to = target.value;
+    const now = await api('GET', `/v1/functions/${namespace}/${name}`);
+    const followsLatest = (now.traffic ?? []).some((t) => t.latestRevision);
     try {
-      const r = await api('POST', `/v1/functions/${namespace}/${name}/rollback`, {});
-      message.replaceChildren(`Rolled back: ${r.latestReadyRevision} serves the latest traffic.`);
-      revisionsTab(namespace, name, body.replaceChildren() && body);
+      if (followsLatest) await api('POST', `/v1/functions/${namespace}/${name}/rollback`, { revision: to });
+      else await api('PUT', `/v1/functions/${namespace}/${name}/traffic`, { traffic: [{ revisionName: to, percent: 100 }] });
+      body.replaceChildren();
+      await revisionsTab(namespace, name, body, `Rolled back: ${to} serves ${followsLatest ? 'the latest' : 'all'} traffic.`);
     } catch (e) {
       message.replaceChildren(errorBox(e));
     }
-  } }, 'Roll back');
+  } }, 'Roll back to');
   const tags = (info.traffic ?? []).filter((t) => t.tag).map((t) => h('li', {}, `${t.tag}: `, h('a', { href: t.url }, t.url)));
   const rollout = info.rollout ? h('p', {}, `Rollout ${info.rollout.from} → ${info.rollout.to}: ${info.rollout.state}, ${info.rollout.percent}%`) : null;
   const head = ['Revision', 'Traffic %', 'Tags', 'Requests', 'Errors', 'p50 / p99', 'Created', 'State'].map((t) => h('th', {}, t));
   body.append(h('table', { id: 'revisions' }, h('thead', {}, h('tr', {}, head)), h('tbody', {}, rows)),
-    h('div', { class: 'row' }, apply, total, rollback), message, rollout, tags.length ? h('ul', {}, tags) : null);
+    h('div', { class: 'row' }, apply, total, rollback, target), message, rollout, tags.length ? h('ul', {}, tags) : null);
   sum();
 }
 

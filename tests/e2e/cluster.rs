@@ -282,7 +282,7 @@ async fn deploy_pushes_applies_and_waits_then_get_and_logs_read_the_cluster() {
         serde_json::json!({"app.kubernetes.io/name": "wasmfn-node"}),
         node_log,
     );
-    let run = wasmfn_kube(&kubeconfig, &["logs", "hello"]).await;
+    let run = wasmfn_kube(&kubeconfig, &["logs", "hello", "--cluster"]).await;
     assert!(run.ok, "{}", run.stderr);
     assert!(run.stdout.contains("[build hello-build-1] Compiling hello"), "{}", run.stdout);
     assert!(run.stdout.contains("[wasmfn-node-a] INFO function=default/hello request_id=1 stdout: hi there"));

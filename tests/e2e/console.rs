@@ -8,6 +8,7 @@
 //! With `WASMFN_SCREENSHOTS=DIR`, the browser test saves the README's screenshots there.
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -44,7 +45,7 @@ async fn browser() -> (Client, Driver) {
     let url = format!("http://127.0.0.1:{}", driver.1);
     let client = eventually(Duration::from_secs(30), "chromedriver to accept a session", || {
         let (caps, url) = (caps.clone(), url.clone());
-        async move { ClientBuilder::native().capabilities(caps).connect(&url).await.ok() }
+        async move { ClientBuilder::new(HttpConnector::new()).capabilities(caps).connect(&url).await.ok() }
     })
     .await;
     (client, driver)
@@ -186,9 +187,17 @@ async fn the_console_creates_builds_tests_logs_and_rolls_out_a_function() {
         .iter()
         .map(|t| (t["revisionName"].as_str().unwrap_or("").to_string(), t["percent"].as_u64().unwrap_or(0)))
         .collect();
-    assert!(split.contains(&("hello-console-2".into(), 50)) && split.contains(&("hello-console-3".into(), 50)), "{split:?}");
+    assert!(
+        split.contains(&("hello-console-2".into(), 50)) && split.contains(&("hello-console-3".into(), 50)),
+        "{split:?}"
+    );
     find(&c, "#rollback").await.click().await.unwrap();
-    text_with(&c, "#traffic-message", "Rolled back", Duration::from_secs(10)).await;
+    let said = eventually(Duration::from_secs(10), "the rollback's message", || async {
+        let t = c.find(Locator::Css("#traffic-message")).await.ok()?.text().await.ok()?;
+        (!t.is_empty() && t != "Traffic updated.").then_some(t)
+    })
+    .await;
+    assert!(said.contains("Rolled back: hello-console-2"), "{said}");
 
     // A Python function from the template picker builds and answers.
     c.goto(&format!("{admin}/#/new")).await.unwrap();
@@ -210,7 +219,11 @@ async fn the_console_creates_builds_tests_logs_and_rolls_out_a_function() {
 /// `wasmfn ARGS`; returns (success, stdout, stderr).
 fn cli(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wasmfn")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn guest_folder(root: &std::path::Path, name: &str, extra: &str) {
@@ -233,7 +246,10 @@ async fn the_cli_lists_calls_follows_logs_and_deletes_and_browsers_cannot_forge_
     let root = tempfile::tempdir().unwrap();
     guest_folder(root.path(), "echo", "");
     let data = tempfile::tempdir().unwrap();
-    let node = NodeProc::start_with(data.path(), Options { up: Some(vec![root.path().display().to_string()]), ..Default::default() });
+    let node = NodeProc::start_with(
+        data.path(),
+        Options { up: Some(vec![root.path().display().to_string()]), ..Default::default() },
+    );
     let admin = format!("http://{}", node.admin);
 
     let (ok, out, err) = cli(&["ls", "--admin", &admin]);
@@ -258,7 +274,8 @@ async fn the_cli_lists_calls_follows_logs_and_deletes_and_browsers_cannot_forge_
     let (ok, out, err) = cli(&["call", "echo", "--admin", &admin, "--path", "/log?lines=2", "-X", "GET"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "logged");
-    let (ok, out, err) = cli(&["call", "echo", "--admin", &admin, "--event-type", "dev.test.cli", "--data", r#"{"n":7}"#]);
+    let (ok, out, err) =
+        cli(&["call", "echo", "--admin", &admin, "--event-type", "dev.test.cli", "--data", r#"{"n":7}"#]);
     assert!(ok, "{out}{err}");
     let followed = eventually(Duration::from_secs(30), "the followed log lines", || {
         let lines = lines.clone();
@@ -319,8 +336,11 @@ async fn up_answers_at_once_and_holds_requests_for_a_function_still_building() {
     )
     .unwrap();
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    std::fs::write(slow.join("handler.py"), format!("# {nonce}\ndef handler(event, context):\n    return 'slow and ready'\n"))
-        .unwrap();
+    std::fs::write(
+        slow.join("handler.py"),
+        format!("# {nonce}\ndef handler(event, context):\n    return 'slow and ready'\n"),
+    )
+    .unwrap();
     let cache = wasmfn_tests::build::cache_dir().display().to_string();
     let args = vec![root.path().display().to_string(), "--cache-dir".into(), cache];
     let data = tempfile::tempdir().unwrap();

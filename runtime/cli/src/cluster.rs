@@ -23,6 +23,11 @@ pub(crate) struct KubeArgs {
 }
 
 impl KubeArgs {
+    /// The context and namespace given on another command's flags.
+    pub(crate) fn new(context: Option<String>, namespace: Option<String>) -> KubeArgs {
+        KubeArgs { context, namespace }
+    }
+
     async fn client(&self) -> anyhow::Result<Client> {
         let options = KubeConfigOptions { context: self.context.clone(), ..Default::default() };
         let config = match Kubeconfig::read() {

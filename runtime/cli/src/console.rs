@@ -85,12 +85,12 @@ fn editable(builder: &Builder, template: &str) -> Vec<String> {
     names
 }
 
-fn folder(ctx: &Ctx, key: &FunctionKey) -> Result<(PathBuf, String), Response> {
+fn folder(ctx: &Ctx, key: &FunctionKey) -> Result<(PathBuf, String), (StatusCode, String)> {
     let Some((base, f)) = ctx.workspace.find(key) else {
-        return Err(error(StatusCode::NOT_FOUND, format!("{key} is not a function folder `wasmfn up` serves")));
+        return Err((StatusCode::NOT_FOUND, format!("{key} is not a function folder `wasmfn up` serves")));
     };
     let Some(build) = f.spec.build else {
-        return Err(error(StatusCode::CONFLICT, format!("{key} runs a component file: it has no source to edit")));
+        return Err((StatusCode::CONFLICT, format!("{key} runs a component file: it has no source to edit")));
     };
     Ok((base, build.template))
 }
@@ -99,7 +99,7 @@ async fn read(State(ctx): State<Ctx>, Path((namespace, name)): Path<(String, Str
     let key = FunctionKey::new(&namespace, &name);
     let (base, template) = match folder(&ctx, &key) {
         Ok(f) => f,
-        Err(resp) => return resp,
+        Err((status, message)) => return error(status, message),
     };
     let mut files = Vec::new();
     for file in editable(&ctx.builder, &template) {
@@ -111,7 +111,9 @@ async fn read(State(ctx): State<Ctx>, Path((namespace, name)): Path<(String, Str
         }
     }
     // The code first: what the editor opens.
-    files.sort_by_key(|(n, _)| (n == "function.yaml", n.ends_with(".json") || n.ends_with(".txt") || n.ends_with(".toml")));
+    files.sort_by_key(|(n, _)| {
+        (n == "function.yaml", n.ends_with(".json") || n.ends_with(".txt") || n.ends_with(".toml"))
+    });
     let files: Vec<_> = files.into_iter().map(|(name, text)| json!({ "name": name, "text": text })).collect();
     Json(json!({ "template": template, "files": files })).into_response()
 }
@@ -137,7 +139,7 @@ async fn write(
     let key = FunctionKey::new(&namespace, &name);
     let (base, template) = match folder(&ctx, &key) {
         Ok(f) => f,
-        Err(resp) => return resp,
+        Err((status, message)) => return error(status, message),
     };
     let allowed = editable(&ctx.builder, &template);
     for f in &body.files {
@@ -205,7 +207,8 @@ async fn create(State(ctx): State<Ctx>, Json(body): Json<CreateBody>) -> Respons
     if ctx.workspace.find(&key).is_some() || ctx.node.get(&body.namespace, &body.name).is_some() {
         return error(StatusCode::CONFLICT, format!("a function {key} exists"));
     }
-    let dir = if body.namespace == "default" { root.join(&body.name) } else { root.join(&body.namespace).join(&body.name) };
+    let dir =
+        if body.namespace == "default" { root.join(&body.name) } else { root.join(&body.namespace).join(&body.name) };
     if dir.exists() {
         return error(StatusCode::CONFLICT, format!("{} exists", dir.display()));
     }

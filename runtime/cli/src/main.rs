@@ -11,8 +11,8 @@
 
 mod admin;
 mod build;
-mod cluster;
 mod client;
+mod cluster;
 mod console;
 mod import;
 mod oci;
@@ -170,10 +170,24 @@ enum Command {
         #[command(flatten)]
         admin: admin::AdminArgs,
     },
-    /// Print a function's recent output (guest stdout/stderr, build output); `-f` follows it.
+    /// Print a function's recent output (guest stdout/stderr, build output) from a running `wasmfn up`/`serve`;
+    /// `-f` follows it. With `--cluster` (or `--context`): the function's last build log and the nodes' recent
+    /// log lines about it on the current kube context.
     Logs {
         /// The function.
         name: String,
+        /// Read the cluster's logs (build Job and node pods) instead of a local node's.
+        #[arg(long)]
+        cluster: bool,
+        /// The kube context (implies --cluster); the current one when absent.
+        #[arg(long)]
+        context: Option<String>,
+        /// Lines per pod (--cluster).
+        #[arg(long, default_value_t = 100)]
+        tail: i64,
+        /// Where wasmfn's node runtime runs (--cluster).
+        #[arg(long, default_value = "wasmfn-system")]
+        system_namespace: String,
         /// Keep printing new lines.
         #[arg(long, short)]
         follow: bool,
@@ -229,19 +243,6 @@ enum Command {
         /// `json` or `yaml`: the whole objects.
         #[arg(long, short)]
         output: Option<String>,
-        #[command(flatten)]
-        kube: cluster::KubeArgs,
-    },
-    /// Show a function's last build log and the nodes' recent log lines about it (guest output included).
-    Logs {
-        /// The function.
-        name: String,
-        /// Lines per pod.
-        #[arg(long, default_value_t = 100)]
-        tail: i64,
-        /// Where wasmfn's node runtime runs.
-        #[arg(long, default_value = "wasmfn-system")]
-        system_namespace: String,
         #[command(flatten)]
         kube: cluster::KubeArgs,
     },
@@ -312,9 +313,6 @@ fn main() -> anyhow::Result<()> {
                 cluster::deploy(&dir, registry.as_deref(), wait, &kube, &registry_args, &build).await
             }
             Command::Get { name, output, kube } => cluster::get(name.as_deref(), output.as_deref(), &kube).await,
-            Command::Logs { name, tail, system_namespace, kube } => {
-                cluster::logs(&name, tail, &system_namespace, &kube).await
-            }
             Command::Serve { config, node, kubernetes, node_name } => {
                 serve(config, node, kubernetes.then(|| node_name.unwrap_or_else(hostname))).await
             }
@@ -346,7 +344,12 @@ fn main() -> anyhow::Result<()> {
                 };
                 client::call(&name, &admin, call).await
             }
-            Command::Logs { name, follow, revision, request, admin } => {
+            Command::Logs { name, cluster: true, context, tail, system_namespace, admin, .. }
+            | Command::Logs { name, context: context @ Some(_), tail, system_namespace, admin, .. } => {
+                let kube = cluster::KubeArgs::new(context, Some(admin.namespace.clone()));
+                cluster::logs(&name, tail, &system_namespace, &kube).await
+            }
+            Command::Logs { name, follow, revision, request, admin, .. } => {
                 client::logs(&name, &admin, follow, revision.as_deref(), request.as_deref()).await
             }
             Command::Delete { name, admin } => client::delete(&name, &admin).await,

@@ -157,4 +157,3 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<Source>) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmfn_api::FunctionKey;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Rate limit and destination for one function's guest output, shared by its requests.

@@ -83,7 +83,8 @@ impl Pending {
             (Some(ns), Some(name)) if !ns.is_empty() && !name.is_empty() => Some(FunctionKey::new(ns, name)),
             _ => None,
         };
-        let (key, entry) = [by_host, by_path].into_iter().flatten().find_map(|k| map.get(&k).map(|e| (k, e.clone())))?;
+        let (key, entry) =
+            [by_host, by_path].into_iter().flatten().find_map(|k| map.get(&k).map(|e| (k, e.clone())))?;
         let wait = match entry.failed {
             Some(message) => Wait::Failed(message),
             None => Wait::For(entry.queue_timeout, self.version.subscribe()),

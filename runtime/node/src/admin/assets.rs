@@ -45,9 +45,3 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     }
     router
 }
-
-/// Total bytes of the embedded assets (the README states it).
-#[cfg(test)]
-pub(super) fn total_bytes() -> usize {
-    ASSETS.iter().map(|(_, _, b)| b.len()).sum::<usize>() + INDEX.len()
-}

@@ -27,9 +27,7 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_INVOKE_BODY: usize = 1 << 20;
 
 pub(super) fn routes() -> Router<Node> {
-    Router::new()
-        .route("/v1/logs", get(logs))
-        .route("/v1/functions/{namespace}/{name}/invoke", post(invoke))
+    Router::new().route("/v1/logs", get(logs)).route("/v1/functions/{namespace}/{name}/invoke", post(invoke))
 }
 
 /// `GET /v1/logs?namespace=&function=&revision=&request=&since=&limit=&follow=`.
@@ -56,7 +54,8 @@ async fn logs(State(node): State<Node>, Query(q): Query<LogQuery>) -> Response {
     let hub = node.log_hub();
     let limit = q.limit.unwrap_or(500).min(MAX_LINES);
     if !q.follow {
-        let lines = hub.query(&filter, q.since.unwrap_or(0), limit);
+        let kept = hub.query(&filter, q.since.unwrap_or(0), limit);
+        let lines: Vec<&LogLine> = kept.iter().map(|l| &**l).collect();
         return axum::Json(json!({ "lines": lines, "next": hub.next_seq() })).into_response();
     }
     // Subscribed before the backlog is read, so no line falls between the two; seq drops the overlap.
