@@ -7,7 +7,9 @@
 #   - nats-server (JetStream) for the eventing tests;
 #   - kubectl (kustomize) and kubernetes-validate (PyPI) for the offline checks of deploy/;
 #   - containerd and runc for the containerd shim's tests; protoc and libseccomp to build the shim;
-#   - wrk, hyperfine and busybox-static (a native container to compare the shim with) for the benchmarks.
+#   - wrk, hyperfine and busybox-static (a native container to compare the shim with) for the benchmarks;
+#   - chromium and chromium-driver (WebDriver) for the console's browser test; the console's npm packages
+#     (CodeMirror, uPlot, esbuild) to check that its committed bundle is fresh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +18,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc wrk hyperfine ca-certificates
   docker-registry skopeo apache2-utils openssl git nats-server containerd runc protobuf-compiler libseccomp-dev
-  pkg-config busybox-static)
+  pkg-config busybox-static chromium chromium-driver)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 # kubectl renders the kustomize base in the manifest checks; Debian's kubernetes-client when none is installed.
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
@@ -62,6 +64,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # `npm ci` rejects this lock file (optional per-platform packages of other platforms); `npm install`
   # still follows it.
   npm install --prefix "$js" --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+
+# The console's third-party code (console/dist is committed; the test rebuilds it to check it is fresh).
+console=console
+stamp="$console/node_modules/.wasmfn-lock-sha256"
+want=$(sha256sum "$console/package-lock.json" | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: npm ci in $console"
+  npm ci --prefix "$console" --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
 

@@ -160,8 +160,11 @@ document.getElementById('token-button').addEventListener('click', () => {
   route();
 });
 window.addEventListener('hashchange', route);
+// When the first page was on screen, in ms since navigation started (the README quotes it).
+route().then(() => {
+  window.wasmfnFirstRender = performance.now();
+});
 consoleState().then((cs) => {
   document.getElementById('mode').textContent = cs ? `${cs.mode}` : 'node';
   document.getElementById('nav-new').hidden = !cs;
 });
-route();

@@ -122,10 +122,13 @@ async fn the_console_creates_builds_tests_logs_and_rolls_out_a_function() {
     let (c, _driver) = browser().await;
 
     // The list, then a new JavaScript function from the template picker.
-    let started = std::time::Instant::now();
     c.goto(&format!("{admin}/")).await.unwrap();
     find(&c, "h1").await;
-    println!("first render in {:?}", started.elapsed());
+    let rendered = eventually(Duration::from_secs(10), "the first render's time", || async {
+        c.execute("return window.wasmfnFirstRender ?? null;", vec![]).await.ok()?.as_f64()
+    })
+    .await;
+    println!("first render {rendered:.0} ms after navigation started");
     c.goto(&format!("{admin}/#/new")).await.unwrap();
     find(&c, "#new-name").await.send_keys("hello-console").await.unwrap();
     find(&c, "#new-template option[value='js']").await.click().await.unwrap();
@@ -355,4 +358,23 @@ async fn up_answers_at_once_and_holds_requests_for_a_function_still_building() {
     let (status, _, body) = node.get(&node.url("default", "b-slow", "/")).await;
     assert_eq!((status, body.as_str()), (200, "slow and ready"));
     assert!(node.logs().contains("function=default/b-slow"), "it was built behind the listener");
+}
+
+/// The committed bundle (`console/dist`, embedded in the binary so that `cargo build` needs no npm) is what its
+/// locked npm packages build: like `deploy/crd.yaml`, a stale one fails here.
+#[test]
+fn the_committed_console_bundle_is_fresh() {
+    let console = wasmfn_tests::guests::repo_root().join("console");
+    assert!(console.join("node_modules/codemirror").is_dir(), "console/node_modules is missing: run scripts/setup.sh");
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new("node").arg(console.join("build.mjs")).arg(out.path()).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for file in ["vendor.js", "uPlot.min.css"] {
+        let built = std::fs::read(out.path().join(file)).unwrap();
+        let committed = std::fs::read(console.join("dist").join(file)).unwrap();
+        assert!(
+            built == committed,
+            "console/dist/{file} is stale: run `npm ci --prefix console && node console/build.mjs`"
+        );
+    }
 }
