@@ -185,9 +185,13 @@ async fn python_standard_library_and_requests_run() {
 async fn environment_read_at_module_load_warns_at_build_time() {
     use_binary(env!("CARGO_BIN_EXE_wasmfn"));
     let dir = tempfile::tempdir().unwrap();
+    // A source of its own (a nonce): a cache hit would print no build output.
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     std::fs::write(
         dir.path().join("handler.js"),
-        "const early = process.env.API_URL;\nexports.main = () => ({ early: early ?? null, late: process.env.API_URL });\n",
+        format!(
+            "// {nonce}\nconst early = process.env.API_URL;\nexports.main = () => ({{ early: early ?? null, late: process.env.API_URL }});\n"
+        ),
     )
     .unwrap();
     let (wasm, run) = build_ok(dir.path(), &["--template", "js"]);
