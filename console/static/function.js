@@ -1,8 +1,9 @@
 // One function's pages: code (editor, dependencies, Save builds and deploys, build errors as markers), test
 // invocation, live logs, revisions and traffic, and the manifest as YAML.
 import { api, consoleState, errorBox, h, show } from './app.js';
+import { triggersTab } from './triggers.js';
 
-const TABS = ['code', 'test', 'logs', 'revisions', 'yaml'];
+const TABS = ['code', 'test', 'logs', 'metrics', 'triggers', 'revisions', 'yaml'];
 let follow = null; // the open log stream, closed when the page changes
 
 function stopFollowing() {
@@ -20,7 +21,7 @@ export async function functionPage(namespace, name, tab) {
   const del = h('button', { class: 'danger', type: 'button', id: 'delete', onclick: () => remove(namespace, name) },
     'Delete');
   show(h('div', { class: 'row' }, h('h1', {}, `${namespace}/${name}`), del), tabs, body);
-  const pages = { code: codeTab, test: testTab, logs: logsTab, revisions: revisionsTab, yaml: yamlTab };
+  const pages = { code: codeTab, test: testTab, logs: logsTab, metrics: metricsTab, triggers: triggersTab, revisions: revisionsTab, yaml: yamlTab };
   await (pages[tab] ?? codeTab)(namespace, name, body);
 }
 
@@ -348,4 +349,35 @@ async function yamlTab(namespace, name, body) {
     }
   }
   body.append(h('div', { class: 'row' }, h('button', { type: 'button', id: 'apply-yaml', onclick: applyIt }, 'Apply')), message);
+}
+
+/** The last hour as charts (uPlot), refreshed every interval while the tab is open. */
+async function metricsTab(namespace, name, body) {
+  const v = await cm();
+  const charts = h('div', { class: 'cards', id: 'charts' });
+  const note = h('p', { class: 'muted', id: 'series-note' });
+  body.append(note, charts);
+  const specs = [
+    { title: 'Requests, 5xx and cold starts per interval', series: ['requests', 'errors', 'coldStarts'],
+      colors: ['#2457c5', '#b3261e', '#a65f00'] },
+    { title: 'Latency p50 / p99 (ms)', series: ['p50Ms', 'p99Ms'], colors: ['#1c7c3c', '#7a3ec5'] },
+    { title: 'In flight', series: ['inFlight'], colors: ['#2457c5'] },
+  ];
+  let plots = [];
+  const draw = async () => {
+    if (!charts.isConnected) return;
+    const data = await api('GET', `/v1/functions/${namespace}/${name}/series`);
+    note.textContent = `The last hour, one point per ${data.interval} s (${data.points.length} points).`;
+    const xs = data.points.map((p) => p.time);
+    plots.forEach((p) => p.destroy());
+    charts.replaceChildren();
+    plots = specs.map((spec) => {
+      const card = h('div', { class: 'card', 'data-chart': spec.series.join(',') }, h('strong', {}, spec.title));
+      charts.append(card);
+      const opts = { width: 360, height: 180, series: [{}, ...spec.series.map((s, i) => ({ label: s, stroke: spec.colors[i] }))] };
+      return new v.uPlot(opts, [xs, ...spec.series.map((s) => data.points.map((p) => p[s] ?? null))], card);
+    });
+    setTimeout(draw, Math.max(1000, data.interval * 1000));
+  };
+  await draw();
 }

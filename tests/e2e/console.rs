@@ -116,7 +116,9 @@ async fn the_console_creates_builds_tests_logs_and_rolls_out_a_function() {
     let cache = wasmfn_tests::build::cache_dir().display().to_string();
     let args = vec![root.path().display().to_string(), "--cache-dir".into(), cache];
     let data = tempfile::tempdir().unwrap();
-    let node = NodeProc::start_with(data.path(), Options { up: Some(args), ..Default::default() });
+    let env = vec![("WASMFN_SERIES_INTERVAL".to_string(), "1s".to_string())];
+    let options = Options { up: Some(args), env, ..Default::default() };
+    let node = NodeProc::start_with(data.path(), options);
     assert!(node.stdout().starts_with("wasmfn console: http://"), "the console's URL first:\n{}", node.stdout());
     let admin = format!("http://{}", node.admin);
     let (c, _driver) = browser().await;
@@ -201,6 +203,36 @@ async fn the_console_creates_builds_tests_logs_and_rolls_out_a_function() {
     })
     .await;
     assert!(said.contains("Rolled back: hello-console-2"), "{said}");
+
+    // The charts: the last hour of requests, with a point per second (series-interval in this node's config).
+    c.goto(&format!("{admin}/#/fn/default/hello-console/metrics")).await.unwrap();
+    find(&c, "[data-chart='requests,errors,coldStarts'] canvas").await;
+    let (_, series) = node.admin_get("/v1/functions/default/hello-console/series").await;
+    let served: u64 = series["points"].as_array().unwrap().iter().map(|p| p["requests"].as_u64().unwrap()).sum();
+    assert!(served >= 2, "the test invocations are in the series: {series}");
+    screenshot(&c, "metrics").await;
+
+    // A cron trigger: a bad schedule is named beside its field; a good one shows its next runs and is deployed.
+    c.goto(&format!("{admin}/#/fn/default/hello-console/triggers")).await.unwrap();
+    find(&c, "#trigger-name").await.send_keys("nightly").await.unwrap();
+    find(&c, "#trigger-schedule").await.send_keys("61 * * * *").await.unwrap();
+    text_with(&c, "#trigger-schedule-error", "61", Duration::from_secs(10)).await;
+    let schedule = find(&c, "#trigger-schedule").await;
+    schedule.clear().await.unwrap();
+    schedule.send_keys("30 2 * * *").await.unwrap();
+    find(&c, "#trigger-timezone").await.send_keys("Europe/Berlin").await.unwrap();
+    let next = text_with(&c, "#trigger-next", "next:", Duration::from_secs(10)).await;
+    assert_eq!(next.matches("next:").count(), 5, "{next}");
+    assert!(next.contains("T02:30:00+01:00") || next.contains("T02:30:00+02:00"), "{next}");
+    find(&c, "#add-trigger").await.click().await.unwrap();
+    text_with(&c, "#trigger-message", "Saved", Duration::from_secs(10)).await;
+    eventually(Duration::from_secs(120), "the trigger deployed", || async {
+        let (_, info) = node.admin_get("/v1/functions/default/hello-console").await;
+        (info["spec"]["triggers"][0]["cron"]["schedule"] == "30 2 * * *").then_some(())
+    })
+    .await;
+    c.goto(&format!("{admin}/#/fn/default/hello-console/triggers")).await.unwrap();
+    text_with(&c, "[data-next-runs='nightly']", "next:", Duration::from_secs(10)).await;
 
     // A Python function from the template picker builds and answers.
     c.goto(&format!("{admin}/#/new")).await.unwrap();
@@ -377,4 +409,72 @@ fn the_committed_console_bundle_is_fresh() {
             "console/dist/{file} is stale: run `npm ci --prefix console && node console/build.mjs`"
         );
     }
+}
+
+/// `wasmfn console` against the scripted Kubernetes API server (no real one runs here): the list across
+/// namespaces, creating an inline Function (the resource applied), and RBAC's 403 passed to the page.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_console_lists_creates_and_shows_what_rbac_refuses() {
+    use wasmfn_tests::kube::{FakeApi, function};
+    let api = FakeApi::start().await;
+    let mut ready = function("hello", 1, Some("registry.test/fns/hello@sha256:11"), &[]);
+    ready["status"]["url"] = json!("http://hello.default.wasmfn.local/");
+    ready["status"]["conditions"] = json!([{"type": "Ready", "status": "True", "reason": "Serving"}]);
+    api.apply(ready);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmfn"))
+        .args(["console", "--listen", "127.0.0.1:0"])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    let url = first.trim().strip_prefix("wasmfn console: ").expect("the console's URL").trim_end_matches('/').to_string();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    let list: Value = client.get(format!("{url}/v1/functions")).send().await.unwrap().json().await.unwrap();
+    let hello = &list["functions"][0];
+    assert_eq!((hello["name"].as_str(), hello["state"].as_str()), (Some("hello"), Some("ready")), "{list}");
+    assert_eq!(hello["urls"][0], "http://hello.default.wasmfn.local/");
+    assert!(client.get(format!("{url}/")).send().await.unwrap().text().await.unwrap().contains("/console/app.js"));
+
+    let created = client
+        .post(format!("{url}/v1/console/functions"))
+        .header("x-wasmfn-console", "1")
+        .json(&json!({"name": "greeter", "namespace": "default", "template": "python"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201, "{}", created.text().await.unwrap());
+    let applied = api.patches().into_iter().find(|(_, name, _, _)| name == "greeter").expect("the Function applied");
+    assert!(applied.2.contains("fieldManager=wasmfn-console"), "{}", applied.2);
+    assert_eq!(applied.3["spec"]["build"]["template"], "python");
+    assert!(applied.3["spec"]["source"]["inline"]["code"].as_str().unwrap().contains("def handler"), "{:?}", applied.3);
+    let source: Value = client
+        .get(format!("{url}/v1/console/functions/default/greeter/source"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(source["files"][0]["name"], "handler.py");
+
+    // RBAC says no: the page gets the API server's 403 and its message.
+    api.forbid_writes(true);
+    let refused = client
+        .put(format!("{url}/v1/console/functions/default/greeter/source"))
+        .header("x-wasmfn-console", "1")
+        .json(&json!({"files": [{"name": "handler.py", "text": "def handler(e, c):\n    return 2\n"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("cannot patch resource \"functions\""), "{body}");
+    let _ = child.kill();
+    let _ = child.wait();
 }

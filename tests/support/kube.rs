@@ -34,6 +34,8 @@ struct Inner {
     lists: usize,
     pods: Vec<Value>,
     logs: HashMap<String, String>,
+    /// Applies are refused with 403, as RBAC refuses a user without `patch` on functions.
+    forbid_writes: bool,
 }
 
 #[derive(Clone)]
@@ -184,6 +186,11 @@ impl FakeApi {
         self.shared.inner.lock().unwrap().objects.get(&("default".into(), name.into())).cloned()
     }
 
+    /// Refuses (or allows again) every apply with 403, like RBAC without `patch`.
+    pub fn forbid_writes(&self, forbid: bool) {
+        self.shared.inner.lock().unwrap().forbid_writes = forbid;
+    }
+
     /// Adds a Pod (for `wasmfn logs`) with its log.
     pub fn add_pod(&self, namespace: &str, name: &str, labels: Value, log: &str) {
         let mut inner = self.shared.inner.lock().unwrap();
@@ -317,6 +324,12 @@ async fn apply_one(
     body: Bytes,
 ) -> Response {
     let mut object: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if s.inner.lock().unwrap().forbid_writes {
+        let message = format!(
+            "functions.wasmfn.dev \"{name}\" is forbidden: User \"ada\" cannot patch resource \"functions\" in API group \"wasmfn.dev\" in the namespace \"{ns}\""
+        );
+        return (http::StatusCode::FORBIDDEN, axum::Json(status_failure(403, "Forbidden", &message))).into_response();
+    }
     let previous = {
         let mut inner = s.inner.lock().unwrap();
         inner.patches.push((ns.clone(), name.clone(), query.unwrap_or_default(), object.clone()));

@@ -28,7 +28,7 @@ impl KubeArgs {
         KubeArgs { context, namespace }
     }
 
-    async fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) async fn client(&self) -> anyhow::Result<Client> {
         let options = KubeConfigOptions { context: self.context.clone(), ..Default::default() };
         let config = match Kubeconfig::read() {
             Ok(kubeconfig) => kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?,

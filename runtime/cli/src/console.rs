@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 use std::path::PathBuf;
@@ -36,6 +36,7 @@ pub(crate) fn router(node: Node, builder: Arc<Builder>, workspace: Arc<Workspace
         .route("/v1/console", get(info))
         .route("/v1/console/functions", post(create))
         .route("/v1/console/functions/{namespace}/{name}/source", get(read).put(write))
+        .route("/v1/console/functions/{namespace}/{name}/triggers", put(set_triggers))
         .with_state(Ctx { node, builder, workspace })
 }
 
@@ -230,4 +231,55 @@ async fn create(State(ctx): State<Ctx>, Json(body): Json<CreateBody>) -> Respons
     tracing::info!(function = %key, folder = %dir.display(), template = %body.template, "created from the console");
     (StatusCode::CREATED, Json(json!({ "function": key.to_string(), "folder": dir.display().to_string() })))
         .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggersBody {
+    triggers: Vec<serde_json::Value>,
+}
+
+/// Replaces `spec.triggers` in the function's `function.yaml` (comments in it are not kept), after checking the
+/// result as a deploy would: a rule it breaks is answered 422 with the field, for the form to show beside it.
+async fn set_triggers(
+    State(ctx): State<Ctx>,
+    Path((namespace, name)): Path<(String, String)>,
+    Json(body): Json<TriggersBody>,
+) -> Response {
+    let key = FunctionKey::new(&namespace, &name);
+    let (base, _) = match folder(&ctx, &key) {
+        Ok(f) => f,
+        Err((status, message)) => return error(status, message),
+    };
+    let path = base.join("function.yaml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::CONFLICT, format!("{}: {e}", path.display())),
+    };
+    let mut doc: serde_json::Value = match serde_yaml_ng::from_str(&text) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::CONFLICT, format!("{} holds more than one document or does not parse: {e}", path.display())),
+    };
+    if doc["metadata"]["name"] != name.as_str() {
+        return error(StatusCode::CONFLICT, format!("{} does not declare {key} alone: edit it as YAML", path.display()));
+    }
+    doc["spec"]["triggers"] = serde_json::Value::Array(body.triggers);
+    let yaml = match serde_yaml_ng::to_string(&doc) {
+        Ok(y) => y,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if let Err(e) = wasmfn_api::Function::from_yaml(&yaml) {
+        let field = match &e {
+            wasmfn_api::ManifestError::Parse { path, .. } => path.clone(),
+            wasmfn_api::ManifestError::Invalid { field, .. } => field.clone(),
+        };
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": e.to_string(), "field": field })))
+            .into_response();
+    }
+    let tmp = base.join(".function.yaml.wasmfn-tmp");
+    if let Err(e) = std::fs::write(&tmp, &yaml).and_then(|()| std::fs::rename(&tmp, &path)) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("writing {}: {e}", path.display()));
+    }
+    ctx.workspace.set(&key, Phase::Building);
+    (StatusCode::ACCEPTED, Json(json!({ "building": key.to_string() }))).into_response()
 }

@@ -13,6 +13,7 @@ mod admin;
 mod build;
 mod client;
 mod cluster;
+mod cluster_console;
 mod console;
 mod import;
 mod oci;
@@ -236,6 +237,15 @@ enum Command {
         #[command(flatten)]
         build: build::BuildArgs,
     },
+    /// The console against the current kube context, on localhost, acting as you (your kubeconfig identity):
+    /// functions of every namespace you may list, editing inline sources, traffic, deleting.
+    Console {
+        /// Where the page listens (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        kube: cluster::KubeArgs,
+    },
     /// Show functions on the current kube context: readiness, reason, URL, revision, nodes.
     Get {
         /// One function; all of the namespace when absent.
@@ -312,6 +322,7 @@ fn main() -> anyhow::Result<()> {
             Command::Deploy { dir, registry, wait, kube, registry_args, build } => {
                 cluster::deploy(&dir, registry.as_deref(), wait, &kube, &registry_args, &build).await
             }
+            Command::Console { listen, kube } => cluster_console::run(&kube, listen).await,
             Command::Get { name, output, kube } => cluster::get(name.as_deref(), output.as_deref(), &kube).await,
             Command::Serve { config, node, kubernetes, node_name } => {
                 serve(config, node, kubernetes.then(|| node_name.unwrap_or_else(hostname))).await

@@ -27,6 +27,9 @@ pub(crate) struct NodeArgs {
     /// Functions answer on `Host: <name>.<namespace>.<domain>`.
     #[arg(long, env = "WASMFN_DOMAIN")]
     domain: Option<String>,
+    /// How often the console's charts get a point (`series-interval` in node.toml; 30s).
+    #[arg(long, env = "WASMFN_SERIES_INTERVAL", value_parser = humantime::parse_duration)]
+    series_interval: Option<std::time::Duration>,
 }
 
 impl NodeArgs {
@@ -46,6 +49,9 @@ impl NodeArgs {
         config.registry.insecure.extend(self.insecure_registries.iter().cloned());
         if let Some(d) = &self.domain {
             config.domain = d.clone();
+        }
+        if let Some(i) = self.series_interval {
+            config.series_interval = i;
         }
     }
 }

@@ -79,6 +79,11 @@ pub(crate) fn router(node: Node, extra: Router) -> Router {
     open.merge(assets::routes()).merge(api).with_state(node).merge(extra)
 }
 
+/// The console's page with `api` behind the cross-site refusal: what `wasmfn console` serves against a cluster.
+pub fn console_page(api: Router) -> Router {
+    assets::routes().merge(api.layer(axum::middleware::from_fn(same_origin)))
+}
+
 /// Refuses a state-changing request a browser sends from another origin (cross-site request forgery): one with
 /// an `Origin` that is not this server's, or that `Sec-Fetch-Site` marks cross-site. A browser's same-origin
 /// call must also carry `x-wasmfn-console` (the console's fetches do), a header no form or simple request can

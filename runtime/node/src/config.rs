@@ -42,6 +42,10 @@ pub struct NodeConfig {
     pub header_timeout: Duration,
     /// Ingress connections open at once; past it, accepting waits until one closes.
     pub max_connections: usize,
+    /// How often the console's per-function series (`GET /v1/functions/{ns}/{name}/series`) gets a point; it
+    /// keeps one hour.
+    #[serde(with = "humantime_serde")]
+    pub series_interval: Duration,
     /// Folders whose component files the admin API may deploy by path (`spec.component: /path/x.wasm`).
     /// Empty by default: clients upload components (`POST /v1/components`) and deploy their digest.
     pub component_dirs: Vec<PathBuf>,
@@ -178,6 +182,7 @@ impl Default for NodeConfig {
             idle_ttl: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
+            series_interval: Duration::from_secs(30),
             max_connections: 10_000,
             max_request_body: Quantity::from_bytes(256 << 20),
             memory_budget: None,

@@ -37,11 +37,18 @@ fn bucket_range(i: usize) -> (u64, u64) {
 }
 
 impl Latency {
-    fn new() -> Latency {
+    pub(crate) fn new() -> Latency {
         Latency { buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect() }
     }
 
-    fn record(&self, d: Duration) {
+    /// Forgets every recorded value (the series' window after each sample).
+    pub(crate) fn clear(&self) {
+        for b in self.buckets.iter() {
+            b.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn record(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(us)].fetch_add(1, Ordering::Relaxed);
     }

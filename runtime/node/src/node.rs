@@ -148,6 +148,34 @@ impl Node {
         self.inner.table.load().functions.values().map(|s| self.info(s)).collect()
     }
 
+    /// The last hour of a function's activity (the console's charts); `None` when there is no such function.
+    pub fn series(&self, namespace: &str, name: &str) -> Option<Vec<crate::series::Point>> {
+        let table = self.inner.table.load();
+        let service = table.get(&FunctionKey::new(namespace, name))?;
+        let stats = &service.state.revisions.first()?.stats;
+        Some(stats.activity_if_any().map(|a| a.points()).unwrap_or_default())
+    }
+
+    /// Closes an interval of every function's series, every `series-interval`.
+    pub(crate) async fn sample_series(self) {
+        let interval = self.inner.config.series_interval.max(std::time::Duration::from_millis(100));
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = std::time::SystemTime::now();
+            let table = self.inner.table.load();
+            for service in table.functions.values() {
+                let Some(stats) = service.state.revisions.first().map(|r| &r.stats) else { continue };
+                if let Some(activity) = stats.activity_if_any() {
+                    let in_flight = service.state.revisions.iter().map(|r| r.gate.in_flight() as i64).sum();
+                    activity.sample(now, in_flight, interval);
+                }
+            }
+        }
+    }
+
     /// One function.
     pub fn get(&self, namespace: &str, name: &str) -> Option<FunctionInfo> {
         self.inner.table.load().get(&FunctionKey::new(namespace, name)).map(|s| self.info(s))

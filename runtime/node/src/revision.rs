@@ -65,6 +65,8 @@ fn guest_env(function: &Function, generation: u64) -> Vec<(String, String)> {
 pub(crate) struct Revision {
     /// `<name>-<generation>`.
     pub(crate) name: String,
+    /// The same, shared by every request's log lines.
+    pub(crate) log_name: Arc<str>,
     pub(crate) generation: u64,
     /// The manifest it captured: `spec.component` pinned to the digest, no routing fields.
     pub(crate) function: Function,
@@ -94,8 +96,10 @@ impl Revision {
         created: SystemTime,
         common: &Common,
     ) -> Revision {
+        let name = function.revision_name(generation);
         Revision {
-            name: function.revision_name(generation),
+            log_name: name.as_str().into(),
+            name,
             generation,
             env: guest_env(&function, generation),
             egress: Grants::shared(function.spec.egress.as_ref()),

@@ -65,6 +65,7 @@ impl Node {
         let collector = tokio::spawn(self.clone().collect_garbage_periodically());
         let rollouts = tokio::spawn(self.inner.table.clone().drive_rollouts());
         let counters = tokio::spawn(self.inner.table.clone().save_counters_periodically());
+        let series = tokio::spawn(self.clone().sample_series());
         let sources = tokio::spawn(self.inner.events.clone().run_sources());
         let warm = tokio::spawn({
             let node = self.clone();
@@ -109,6 +110,7 @@ impl Node {
         collector.abort();
         rollouts.abort();
         counters.abort();
+        series.abort();
         sources.abort();
         self.inner.table.save_counters().await;
         warm.abort();

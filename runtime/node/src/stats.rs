@@ -24,6 +24,8 @@ pub(crate) struct FunctionStats {
     pub(crate) reused: Counter,
     last_error: Mutex<Option<String>>,
     pub(crate) log: Arc<GuestLog>,
+    /// The console's series, from the first request on.
+    activity: std::sync::OnceLock<Box<crate::series::Activity>>,
 }
 
 impl FunctionStats {
@@ -40,6 +42,7 @@ impl FunctionStats {
             last_error: Mutex::new(None),
             log: Arc::new(GuestLog::new(key, log.clone(), dropped, metrics.logs.clone())),
             codes: RwLock::default(),
+            activity: std::sync::OnceLock::new(),
             metrics: metrics.clone(),
             labels,
         }
@@ -51,6 +54,16 @@ impl FunctionStats {
     ) -> (prometheus_client::metrics::gauge::Gauge, prometheus_client::metrics::gauge::Gauge) {
         let m = &self.metrics;
         (m.queued.get_or_create(&self.labels).clone(), m.in_flight.get_or_create(&self.labels).clone())
+    }
+
+    /// The function's activity window and series (allocated on first use).
+    pub(crate) fn activity(&self) -> &crate::series::Activity {
+        self.activity.get_or_init(Box::default)
+    }
+
+    /// The activity, when the function ever served a request.
+    pub(crate) fn activity_if_any(&self) -> Option<&crate::series::Activity> {
+        self.activity.get().map(|a| &**a)
     }
 
     /// Counts one answered request.
@@ -70,6 +83,7 @@ impl FunctionStats {
     pub(crate) fn count_start(&self, cold: bool) {
         if cold {
             self.cold.inc();
+            self.activity().cold_start();
         } else {
             self.warm.fetch_add(1, Ordering::Relaxed);
         }

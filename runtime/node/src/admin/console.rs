@@ -1,6 +1,7 @@
 //! What the console and the CLI's `logs`/`call` need beyond the deploy API: recent and live log lines
 //! (`GET /v1/logs`, Server-Sent Events with `follow=true`) and a test invocation through the node's own ingress
-//! (`POST /v1/functions/{namespace}/{name}/invoke`) that reports status, headers, body, latency and revision.
+//! (`POST /v1/functions/{namespace}/{name}/invoke`) that reports status, headers, body, latency and revision,
+//! and the last hour of a function's activity for the charts (`GET …/series`).
 
 use super::error;
 use crate::logs::{LogFilter, LogLine};
@@ -82,6 +83,50 @@ async fn logs(State(node): State<Node>, Query(q): Query<LogQuery>) -> Response {
 
 fn event(line: &Arc<LogLine>) -> Event {
     Event::default().id(line.seq.to_string()).data(serde_json::to_string(&**line).unwrap_or_default())
+}
+
+/// `GET /v1/cron?schedule=&timezone=&count=`: the next runs of a cron trigger's schedule, or why it is invalid.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CronQuery {
+    schedule: String,
+    timezone: Option<String>,
+    count: Option<usize>,
+}
+
+async fn cron(Query(q): Query<CronQuery>) -> Response {
+    let timezone = q.timezone.as_deref().filter(|t| !t.is_empty());
+    let (cron, tz) = match wasmfn_api::parse_schedule(&q.schedule, timezone) {
+        Ok(x) => x,
+        Err(message) => {
+            let field = if message.contains("time zone") { "timezone" } else { "schedule" };
+            return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({ "error": message, "field": field })))
+                .into_response();
+        }
+    };
+    let mut next = Vec::new();
+    let mut from = chrono::Utc::now().with_timezone(&tz);
+    for _ in 0..q.count.unwrap_or(5).min(20) {
+        match cron.find_next_occurrence(&from, false) {
+            Ok(t) => {
+                next.push(t.to_rfc3339());
+                from = t;
+            }
+            Err(_) => break,
+        }
+    }
+    axum::Json(json!({ "next": next, "timezone": tz.name() })).into_response()
+}
+
+/// The last hour of the function's activity: `{"interval": seconds, "points": [...]}`.
+async fn series(State(node): State<Node>, Path((namespace, name)): Path<(String, String)>) -> Response {
+    match node.series(&namespace, &name) {
+        Some(points) => {
+            let interval = node.config().series_interval.as_secs_f64();
+            axum::Json(json!({ "interval": interval, "points": points })).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, format!("function {namespace}/{name} not found")),
+    }
 }
 
 /// Body of an invocation: an HTTP request, or a CloudEvent (binary or structured mode).

@@ -85,6 +85,7 @@ impl Executor {
         revision.stats.count(status);
         let elapsed = started.elapsed();
         revision.stats.latency.observe(elapsed.as_secs_f64());
+        revision.stats.activity().record(status, elapsed);
         // Rollouts judge the revision, not the crowd: a request turned away before the revision ran (admission
         // 503s under a flood, unreadable bodies) says nothing about it and is not in its counters.
         if resp.extensions_mut().remove::<NotTheRevision>().is_none() {

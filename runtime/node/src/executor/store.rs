@@ -31,9 +31,8 @@ pub(super) fn new_store(
     policy: &NodePolicy,
     memory: Reservation,
 ) -> Store<Host> {
-    let name: Arc<str> = revision.name.as_str().into();
-    let stdout = revision.stats.log.stream(request_id.clone(), name.clone(), "stdout");
-    let stderr = revision.stats.log.stream(request_id.clone(), name, "stderr");
+    let stdout = revision.stats.log.stream(request_id.clone(), revision.log_name.clone(), "stdout");
+    let stderr = revision.stats.log.stream(request_id.clone(), revision.log_name.clone(), "stderr");
     let mut wasi = WasiCtxBuilder::new();
     wasi.envs(&revision.env).stdout(stdout.clone()).stderr(stderr.clone());
     let host = Host {
