@@ -85,7 +85,17 @@ export async function triggersTab(namespace, name, body) {
     message.replaceChildren();
     try {
       await api('PUT', `/v1/console/functions/${namespace}/${name}/triggers`, { triggers: next });
-      message.replaceChildren('Saved: the function is redeployed with its new triggers.');
+      message.replaceChildren('Saved: the function is being redeployed with its new triggers…');
+      // Shown again once the node serves them (the redeploy takes a moment).
+      const want = JSON.stringify(next.map((t) => t.name));
+      for (let i = 0; i < 240 && body.isConnected; i++) {
+        const now = await api('GET', `/v1/functions/${namespace}/${name}`);
+        if (JSON.stringify((now.spec.triggers ?? []).map((t) => t.name)) === want) {
+          body.replaceChildren();
+          return triggersTab(namespace, name, body);
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
     } catch (e) {
       // `spec.triggers[2].cron.schedule` → the schedule field.
       const leaf = String(e.data?.field ?? '').split('.').pop();

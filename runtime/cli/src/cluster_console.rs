@@ -24,12 +24,27 @@ const MANAGER: &str = "wasmfn-console";
 
 /// Each template's inline entry and dependency file, and the code a new function starts with.
 const TEMPLATES: &[(&str, &str, &str, &str, &str)] = &[
-    ("js", "JavaScript (StarlingMonkey)", "handler.js", "package.json",
-     "export function handler(event, context) {\n  return `Hello, ${event.data?.name ?? 'world'}!`;\n}\n"),
-    ("python", "Python (componentize-py)", "handler.py", "requirements.txt",
-     "def handler(event, context):\n    return \"Hello, %s!\" % (event[\"data\"] or {}).get(\"name\", \"world\")\n"),
-    ("rust", "Rust (wasm32-wasip2)", "src/lib.rs", "Cargo.toml",
-     "use wasmfn_sdk::{Request, Response};\n\n#[wasmfn_sdk::http]\nfn handle(_req: Request) -> Response {\n    Response::new(\"Hello, world!\".into())\n}\n"),
+    (
+        "js",
+        "JavaScript (StarlingMonkey)",
+        "handler.js",
+        "package.json",
+        "export function handler(event, context) {\n  return `Hello, ${event.data?.name ?? 'world'}!`;\n}\n",
+    ),
+    (
+        "python",
+        "Python (componentize-py)",
+        "handler.py",
+        "requirements.txt",
+        "def handler(event, context):\n    return \"Hello, %s!\" % (event[\"data\"] or {}).get(\"name\", \"world\")\n",
+    ),
+    (
+        "rust",
+        "Rust (wasm32-wasip2)",
+        "src/lib.rs",
+        "Cargo.toml",
+        "use wasmfn_sdk::{Request, Response};\n\n#[wasmfn_sdk::http]\nfn handle(_req: Request) -> Response {\n    Response::new(\"Hello, world!\".into())\n}\n",
+    ),
 ];
 
 #[derive(Clone)]
@@ -120,7 +135,11 @@ async fn info(State(ctx): State<Ctx>) -> Response {
         .iter()
         .map(|f| {
             let (st, error) = state(f);
-            let key = format!("{}/{}", f["metadata"]["namespace"].as_str().unwrap_or(""), f["metadata"]["name"].as_str().unwrap_or(""));
+            let key = format!(
+                "{}/{}",
+                f["metadata"]["namespace"].as_str().unwrap_or(""),
+                f["metadata"]["name"].as_str().unwrap_or("")
+            );
             (key, json!({ "state": st, "error": error, "urls": [f["status"]["url"]] }))
         })
         .collect();
@@ -130,7 +149,9 @@ async fn info(State(ctx): State<Ctx>) -> Response {
 
 async fn list(State(ctx): State<Ctx>) -> Response {
     match all(&ctx).await {
-        Ok(functions) => Json(json!({ "functions": functions.iter().map(info_of).collect::<Vec<_>>() })).into_response(),
+        Ok(functions) => {
+            Json(json!({ "functions": functions.iter().map(info_of).collect::<Vec<_>>() })).into_response()
+        }
         Err(e) => kube_error(e),
     }
 }
@@ -179,7 +200,11 @@ async fn apply(ctx: &Ctx, namespace: &str, name: &str, spec: Value) -> Result<Va
     Ok(serde_json::to_value(applied).unwrap_or_default())
 }
 
-async fn traffic(State(ctx): State<Ctx>, Path((namespace, name)): Path<(String, String)>, Json(body): Json<Value>) -> Response {
+async fn traffic(
+    State(ctx): State<Ctx>,
+    Path((namespace, name)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
     match apply(&ctx, &namespace, &name, json!({ "traffic": body["traffic"] })).await {
         Ok(f) => Json(info_of(&f)).into_response(),
         Err(e) => kube_error(e),
@@ -202,13 +227,17 @@ fn default_namespace() -> String {
 async fn create(State(ctx): State<Ctx>, Json(body): Json<CreateBody>) -> Response {
     let Some((template, .., code)) = TEMPLATES.iter().find(|t| t.0 == body.template) else {
         let names: Vec<&str> = TEMPLATES.iter().map(|t| t.0).collect();
-        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": format!("no template `{}`: one of {names:?}", body.template) })))
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": format!("no template `{}`: one of {names:?}", body.template) })),
+        )
             .into_response();
     };
     let spec = json!({ "build": { "template": template }, "source": { "inline": { "code": code } } });
     // The API server checks the name (a DNS label) and the schema; its message goes back to the page.
     match apply(&ctx, &body.namespace, &body.name, spec).await {
-        Ok(_) => (StatusCode::CREATED, Json(json!({ "function": format!("{}/{}", body.namespace, body.name) }))).into_response(),
+        Ok(_) => (StatusCode::CREATED, Json(json!({ "function": format!("{}/{}", body.namespace, body.name) })))
+            .into_response(),
         Err(e) => kube_error(e),
     }
 }
@@ -245,7 +274,8 @@ async fn set_source(
     };
     let template = f["spec"]["build"]["template"].as_str().unwrap_or("").to_string();
     let (code_file, deps_file) = files_of(&template);
-    let text = |file: &str| body["files"].as_array()?.iter().find(|x| x["name"] == file)?["text"].as_str().map(str::to_string);
+    let text =
+        |file: &str| body["files"].as_array()?.iter().find(|x| x["name"] == file)?["text"].as_str().map(str::to_string);
     let mut inline = json!({ "code": text(code_file).unwrap_or_default() });
     if let Some(deps) = text(deps_file).filter(|d| !d.trim().is_empty()) {
         inline["dependencies"] = json!(deps);
@@ -259,7 +289,10 @@ async fn set_source(
 
 /// Build progress as log lines: the function's conditions, followed by polling (Server-Sent Events with
 /// `follow=true`), ending in `deployed …` or `build failed` as `wasmfn up`'s build output does.
-async fn logs(State(ctx): State<Ctx>, axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>) -> Response {
+async fn logs(
+    State(ctx): State<Ctx>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
     use axum::response::sse::{Event, Sse};
     let (Some(namespace), Some(name)) = (q.get("namespace").cloned(), q.get("function").cloned()) else {
         return Json(json!({ "lines": [], "next": 0 })).into_response();
@@ -285,11 +318,12 @@ async fn logs(State(ctx): State<Ctx>, axum::extract::Query(q): axum::extract::Qu
             };
             let end = line.starts_with("deployed") || line.starts_with("build failed");
             let data = json!({ "namespace": namespace, "function": name, "revision": "", "requestId": "",
-                               "stream": "build", "line": line, "seq": 0, "time": chrono::Utc::now().to_rfc3339() });
+                               "stream": "build", "line": line, "seq": 0, "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string() });
             let event = (last.as_deref() != Some(line.as_str())).then(|| Event::default().data(data.to_string()));
             Some((event, (ctx, Some(line), end)))
         }
     });
-    let events = futures_util::StreamExt::filter_map(stream, |e| async move { e.map(Ok::<_, std::convert::Infallible>) });
+    let events =
+        futures_util::StreamExt::filter_map(stream, |e| async move { e.map(Ok::<_, std::convert::Infallible>) });
     Sse::new(events).into_response()
 }

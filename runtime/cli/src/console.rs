@@ -258,10 +258,18 @@ async fn set_triggers(
     };
     let mut doc: serde_json::Value = match serde_yaml_ng::from_str(&text) {
         Ok(d) => d,
-        Err(e) => return error(StatusCode::CONFLICT, format!("{} holds more than one document or does not parse: {e}", path.display())),
+        Err(e) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!("{} holds more than one document or does not parse: {e}", path.display()),
+            );
+        }
     };
     if doc["metadata"]["name"] != name.as_str() {
-        return error(StatusCode::CONFLICT, format!("{} does not declare {key} alone: edit it as YAML", path.display()));
+        return error(
+            StatusCode::CONFLICT,
+            format!("{} does not declare {key} alone: edit it as YAML", path.display()),
+        );
     }
     doc["spec"]["triggers"] = serde_json::Value::Array(body.triggers);
     let yaml = match serde_yaml_ng::to_string(&doc) {

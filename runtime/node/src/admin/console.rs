@@ -28,7 +28,11 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_INVOKE_BODY: usize = 1 << 20;
 
 pub(super) fn routes() -> Router<Node> {
-    Router::new().route("/v1/logs", get(logs)).route("/v1/functions/{namespace}/{name}/invoke", post(invoke))
+    Router::new()
+        .route("/v1/logs", get(logs))
+        .route("/v1/functions/{namespace}/{name}/invoke", post(invoke))
+        .route("/v1/functions/{namespace}/{name}/series", get(series))
+        .route("/v1/cron", get(cron))
 }
 
 /// `GET /v1/logs?namespace=&function=&revision=&request=&since=&limit=&follow=`.
