@@ -1,9 +1,10 @@
 // One function's pages: code (editor, dependencies, Save builds and deploys, build errors as markers), test
 // invocation, live logs, revisions and traffic, and the manifest as YAML.
 import { api, consoleState, errorBox, h, show } from './app.js';
+import { settingsTab } from './settings.js';
 import { triggersTab } from './triggers.js';
 
-const TABS = ['code', 'test', 'logs', 'metrics', 'triggers', 'revisions', 'yaml'];
+const TABS = ['code', 'settings', 'test', 'logs', 'metrics', 'triggers', 'revisions', 'yaml'];
 let follow = null; // the open log stream, closed when the page changes
 
 function stopFollowing() {
@@ -21,7 +22,7 @@ export async function functionPage(namespace, name, tab) {
   const del = h('button', { class: 'danger', type: 'button', id: 'delete', onclick: () => remove(namespace, name) },
     'Delete');
   show(h('div', { class: 'row' }, h('h1', {}, `${namespace}/${name}`), del), tabs, body);
-  const pages = { code: codeTab, test: testTab, logs: logsTab, metrics: metricsTab, triggers: triggersTab, revisions: revisionsTab, yaml: yamlTab };
+  const pages = { code: codeTab, test: testTab, logs: logsTab, metrics: metricsTab, settings: settingsTab, triggers: triggersTab, revisions: revisionsTab, yaml: yamlTab };
   await (pages[tab] ?? codeTab)(namespace, name, body);
 }
 

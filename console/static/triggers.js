@@ -84,7 +84,7 @@ export async function triggersTab(namespace, name, body) {
     for (const f of all) f.err.textContent = '';
     message.replaceChildren();
     try {
-      await api('PUT', `/v1/console/functions/${namespace}/${name}/triggers`, { triggers: next });
+      await api('PUT', `/v1/console/functions/${namespace}/${name}/spec`, { triggers: next });
       message.replaceChildren('Saved: the function is being redeployed with its new triggers…');
       // Shown again once the node serves them (the redeploy takes a moment).
       const want = JSON.stringify(next.map((t) => t.name));

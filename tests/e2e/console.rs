@@ -231,6 +231,24 @@ async fn the_console_creates_builds_tests_logs_and_rolls_out_a_function() {
     let (_, info) = node.admin_get("/v1/functions/default/hello-console").await;
     assert_eq!(info["spec"]["triggers"][0]["cron"]["schedule"], "30 2 * * *");
 
+    // Settings: a bad timeout is named beside its field; then env and a timeout are deployed.
+    c.goto(&format!("{admin}/#/fn/default/hello-console/settings")).await.unwrap();
+    let env = find(&c, "#set-env").await;
+    env.send_keys("GREETING=hallo").await.unwrap();
+    let timeout = find(&c, "#set-timeout").await;
+    timeout.clear().await.unwrap();
+    timeout.send_keys("soon").await.unwrap();
+    find(&c, "#save-settings").await.click().await.unwrap();
+    text_with(&c, "#set-timeout-error", "soon", Duration::from_secs(10)).await;
+    let timeout = find(&c, "#set-timeout").await;
+    timeout.clear().await.unwrap();
+    timeout.send_keys("20s").await.unwrap();
+    find(&c, "#save-settings").await.click().await.unwrap();
+    text_with(&c, "#settings-message", "Saved and deployed", Duration::from_secs(120)).await;
+    let (_, info) = node.admin_get("/v1/functions/default/hello-console").await;
+    assert_eq!(info["spec"]["limits"]["timeout"], "20s");
+    assert_eq!(info["spec"]["env"][0], json!({"name": "GREETING", "value": "hallo"}));
+
     // A Python function from the template picker builds and answers.
     c.goto(&format!("{admin}/#/new")).await.unwrap();
     find(&c, "#new-name").await.send_keys("hello-py").await.unwrap();

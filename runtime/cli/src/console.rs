@@ -36,7 +36,7 @@ pub(crate) fn router(node: Node, builder: Arc<Builder>, workspace: Arc<Workspace
         .route("/v1/console", get(info))
         .route("/v1/console/functions", post(create))
         .route("/v1/console/functions/{namespace}/{name}/source", get(read).put(write))
-        .route("/v1/console/functions/{namespace}/{name}/triggers", put(set_triggers))
+        .route("/v1/console/functions/{namespace}/{name}/spec", put(set_spec))
         .with_state(Ctx { node, builder, workspace })
 }
 
@@ -233,19 +233,20 @@ async fn create(State(ctx): State<Ctx>, Json(body): Json<CreateBody>) -> Respons
         .into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TriggersBody {
-    triggers: Vec<serde_json::Value>,
-}
+/// The parts of `spec` the console's forms edit.
+const FORM_FIELDS: &[&str] = &["triggers", "env", "limits", "scaling"];
 
-/// Replaces `spec.triggers` in the function's `function.yaml` (comments in it are not kept), after checking the
-/// result as a deploy would: a rule it breaks is answered 422 with the field, for the form to show beside it.
-async fn set_triggers(
+/// Replaces the given `spec` fields (`triggers`, `env`, `limits`, `scaling`) in the function's `function.yaml`
+/// (comments in it are not kept), after checking the result as a deploy would: a rule it breaks is answered 422
+/// with the field, for the form to show beside it.
+async fn set_spec(
     State(ctx): State<Ctx>,
     Path((namespace, name)): Path<(String, String)>,
-    Json(body): Json<TriggersBody>,
+    Json(body): Json<serde_json::Map<String, serde_json::Value>>,
 ) -> Response {
+    if let Some(other) = body.keys().find(|k| !FORM_FIELDS.contains(&k.as_str())) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("`{other}` is not one of {FORM_FIELDS:?}"));
+    }
     let key = FunctionKey::new(&namespace, &name);
     let (base, _) = match folder(&ctx, &key) {
         Ok(f) => f,
@@ -271,7 +272,9 @@ async fn set_triggers(
             format!("{} does not declare {key} alone: edit it as YAML", path.display()),
         );
     }
-    doc["spec"]["triggers"] = serde_json::Value::Array(body.triggers);
+    for (field, value) in body {
+        doc["spec"][field.as_str()] = value;
+    }
     let yaml = match serde_yaml_ng::to_string(&doc) {
         Ok(y) => y,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -12,6 +12,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("/console/app.js", "text/javascript", include_str!("../../../../console/static/app.js")),
     ("/console/function.js", "text/javascript", include_str!("../../../../console/static/function.js")),
     ("/console/triggers.js", "text/javascript", include_str!("../../../../console/static/triggers.js")),
+    ("/console/settings.js", "text/javascript", include_str!("../../../../console/static/settings.js")),
     ("/console/app.css", "text/css", include_str!("../../../../console/static/app.css")),
     ("/console/vendor.js", "text/javascript", include_str!("../../../../console/dist/vendor.js")),
     ("/console/uPlot.min.css", "text/css", include_str!("../../../../console/dist/uPlot.min.css")),
