@@ -491,6 +491,17 @@ async fn the_cluster_console_lists_creates_and_shows_what_rbac_refuses() {
     assert_eq!(refused.status().as_u16(), 403);
     let body: Value = refused.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("cannot patch resource \"functions\""), "{body}");
+    // The page shows it where the user acted.
+    let (c, _driver) = browser().await;
+    c.goto(&format!("{url}/#/new")).await.unwrap();
+    find(&c, "#new-name").await.send_keys("denied").await.unwrap();
+    find(&c, "#create").await.click().await.unwrap();
+    let shown = text_with(&c, "#new-name-error", "forbidden", Duration::from_secs(10)).await;
+    assert!(shown.contains("User \"ada\" cannot patch"), "{shown}");
+    c.goto(&format!("{url}/")).await.unwrap();
+    text_with(&c, "main", "hello", Duration::from_secs(10)).await;
+    assert_eq!(find(&c, "#mode").await.text().await.unwrap(), "cluster");
+    c.close().await.unwrap();
     let _ = child.kill();
     let _ = child.wait();
 }
