@@ -333,21 +333,39 @@ async function revisionsTab(namespace, name, body, note) {
 }
 
 async function yamlTab(namespace, name, body) {
-  const info = await api('GET', `/v1/functions/${namespace}/${name}`);
-  const manifest = { apiVersion: 'wasmfn.dev/v1alpha1', kind: 'Function', metadata: { name, namespace }, spec: info.spec };
   const host = h('div', { class: 'editor', id: 'yaml' });
-  body.append(h('p', { class: 'muted' }, 'The applied Function (JSON is YAML too): edit and apply to deploy it.'), host);
-  const message = h('div', { role: 'status' });
-  const view = await editor(host, 'function.json', JSON.stringify(manifest, null, 2), () => applyIt());
-  async function applyIt() {
+  const message = h('div', { role: 'status', id: 'yaml-message' });
+  // Under `wasmfn up`: function.yaml itself, which the settings and triggers forms write too (one source, so the
+  // views agree). Against a plain node: the applied Function as JSON (YAML too), deployed as is.
+  const src = (await consoleState()) ? await api('GET', `/v1/console/functions/${namespace}/${name}/source`).catch(() => null) : null;
+  const file = src?.files.find((f) => f.name === 'function.yaml');
+  let view;
+  const applyIt = async () => {
+    const text = view.state.doc.toString();
     try {
-      const text = view.state.doc.toString();
-      const resp = await fetch('/v1/functions', { method: 'PUT', body: text, headers: { 'x-wasmfn-console': '1' } });
+      if (file) {
+        const r = await api('PUT', `/v1/console/functions/${namespace}/${name}/source`, { files: [{ name: 'function.yaml', text }] });
+        message.replaceChildren(r?.unchanged ? 'No changes.' : 'Saved: the function is being redeployed.');
+        return;
+      }
+      const headers = { 'x-wasmfn-console': '1' };
+      const token = sessionStorage.getItem('wasmfn-token');
+      if (token) headers.authorization = `Bearer ${token}`;
+      const resp = await fetch('/v1/functions', { method: 'PUT', body: text, headers });
       const out = await resp.json();
       message.replaceChildren(resp.ok ? `Deployed ${out.function.revision}.` : errorBox(new Error(out.error)));
     } catch (e) {
       message.replaceChildren(errorBox(e));
     }
+  };
+  if (file) {
+    body.append(h('p', { class: 'muted' }, 'function.yaml: saving redeploys the function.'), host);
+    view = await editor(host, 'function.yaml', file.text, applyIt);
+  } else {
+    const info = await api('GET', `/v1/functions/${namespace}/${name}`);
+    const manifest = { apiVersion: 'wasmfn.dev/v1alpha1', kind: 'Function', metadata: { name, namespace }, spec: info.spec };
+    body.append(h('p', { class: 'muted' }, 'The applied Function (JSON is YAML too): edit and apply to deploy it.'), host);
+    view = await editor(host, 'function.json', JSON.stringify(manifest, null, 2), applyIt);
   }
   body.append(h('div', { class: 'row' }, h('button', { type: 'button', id: 'apply-yaml', onclick: applyIt }, 'Apply')), message);
 }

@@ -248,6 +248,10 @@ async fn the_console_creates_builds_tests_logs_and_rolls_out_a_function() {
     let (_, info) = node.admin_get("/v1/functions/default/hello-console").await;
     assert_eq!(info["spec"]["limits"]["timeout"], "20s");
     assert_eq!(info["spec"]["env"][0], json!({"name": "GREETING", "value": "hallo"}));
+    // The YAML view is the same function.yaml the forms wrote.
+    c.goto(&format!("{admin}/#/fn/default/hello-console/yaml")).await.unwrap();
+    let yaml = text_with(&c, "#yaml .cm-content", "GREETING", Duration::from_secs(10)).await;
+    assert!(yaml.contains("timeout: 20s") && yaml.contains("30 2 * * *"), "{yaml}");
 
     // A Python function from the template picker builds and answers.
     c.goto(&format!("{admin}/#/new")).await.unwrap();
