@@ -483,6 +483,28 @@ async fn the_cluster_console_lists_creates_and_shows_what_rbac_refuses() {
         .unwrap();
     assert_eq!(source["files"][0]["name"], "handler.py");
 
+    // A test invocation goes through a node pod, by the API server's pod proxy to its ingress.
+    let log = "INFO wasmfn::guest: function=default/hello request_id=r1 stream=stdout hello from the guest\nINFO other: function=default/other x\n";
+    api.add_pod("wasmfn-system", "wasmfn-node-a", json!({"app.kubernetes.io/name": "wasmfn-node"}), log);
+    let logs: Value =
+        client.get(format!("{url}/v1/logs?namespace=default&function=hello")).send().await.unwrap().json().await.unwrap();
+    let lines = logs["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "only this function's lines: {logs}");
+    assert!(lines[0]["line"].as_str().unwrap().contains("hello from the guest"), "{logs}");
+    let called: Value = client
+        .post(format!("{url}/v1/functions/default/hello/invoke"))
+        .header("x-wasmfn-console", "1")
+        .json(&json!({"method": "POST", "path": "/greet", "headers": [], "body": "hi"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(called["status"], 200, "{called}");
+    assert_eq!(called["body"], "POST via wasmfn-node-a /default/hello/greet hi");
+    assert_eq!((called["revision"].as_str(), called["node"].as_str()), (Some("hello-1"), Some("wasmfn-node-a")));
+
     // RBAC says no: the page gets the API server's 403 and its message.
     api.forbid_writes(true);
     let refused = client

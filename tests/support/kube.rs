@@ -123,6 +123,7 @@ impl FakeApi {
             .route(&format!("{GROUP}/namespaces/{{ns}}/functions"), get(list_namespace))
             .route("/api/v1/namespaces/{ns}/pods", get(pods))
             .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
+            .route("/api/v1/namespaces/{ns}/pods/{name}/proxy/{*rest}", axum::routing::any(pod_proxy))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the fake API server");
         let addr = listener.local_addr().unwrap();
@@ -371,6 +372,22 @@ async fn pods(State(s): State<Shared>, Path(ns): Path<String>, Query(q): Query<H
         .cloned()
         .collect();
     axum::Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})).into_response()
+}
+
+/// The API server's proxy to a pod's port (`pods/NAME:PORT/proxy/PATH`): recorded, answered like a node's
+/// ingress would (the body echoes the method, pod and path; the revision header names `<function>-1`).
+async fn pod_proxy(
+    State(s): State<Shared>,
+    method: http::Method,
+    Path((ns, pod, rest)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    // `NAME:PORT`.
+    let pod = pod.split(':').next().unwrap_or_default().to_string();
+    s.inner.lock().unwrap().patches.push((ns, pod.clone(), format!("proxy {method} /{rest}"), Value::Null));
+    let function = rest.split('/').nth(1).unwrap_or("?").to_string();
+    let text = format!("{method} via {pod} /{rest} {}", String::from_utf8_lossy(&body));
+    ([("x-wasmfn-revision", format!("{function}-1")), ("x-request-id", "proxied-1".to_string())], text).into_response()
 }
 
 async fn pod_log(State(s): State<Shared>, Path((_, name)): Path<(String, String)>) -> Response {

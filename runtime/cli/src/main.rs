@@ -243,6 +243,9 @@ enum Command {
         /// Where the page listens (loopback only).
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: std::net::SocketAddr,
+        /// Where wasmfn's node runtime runs (test invocations go through a node pod).
+        #[arg(long, default_value = "wasmfn-system")]
+        system_namespace: String,
         #[command(flatten)]
         kube: cluster::KubeArgs,
     },
@@ -322,7 +325,9 @@ fn main() -> anyhow::Result<()> {
             Command::Deploy { dir, registry, wait, kube, registry_args, build } => {
                 cluster::deploy(&dir, registry.as_deref(), wait, &kube, &registry_args, &build).await
             }
-            Command::Console { listen, kube } => cluster_console::run(&kube, listen).await,
+            Command::Console { listen, system_namespace, kube } => {
+                cluster_console::run(&kube, listen, system_namespace).await
+            }
             Command::Get { name, output, kube } => cluster::get(name.as_deref(), output.as_deref(), &kube).await,
             Command::Serve { config, node, kubernetes, node_name } => {
                 serve(config, node, kubernetes.then(|| node_name.unwrap_or_else(hostname))).await

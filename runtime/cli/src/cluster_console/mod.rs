@@ -19,6 +19,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wasmfn_api::FunctionResource;
 
+mod common;
+mod nodes;
+
+use common::{Ctx, get_value, kube_error, state};
+
 /// The field manager of what the console applies.
 const MANAGER: &str = "wasmfn-console";
 
@@ -47,24 +52,19 @@ const TEMPLATES: &[(&str, &str, &str, &str, &str)] = &[
     ),
 ];
 
-#[derive(Clone)]
-struct Ctx {
-    client: Client,
-}
-
 /// Serves the console on `listen` (loopback) until interrupted.
-pub(crate) async fn run(kube: &KubeArgs, listen: std::net::SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn run(kube: &KubeArgs, listen: std::net::SocketAddr, system_namespace: String) -> anyhow::Result<()> {
     anyhow::ensure!(listen.ip().is_loopback(), "the console listens on loopback only (it acts as you on the cluster)");
     let client = kube.client().await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let url = format!("http://{}/", listener.local_addr()?);
     println!("wasmfn console: {url}");
-    axum::serve(listener, router(client)).with_graceful_shutdown(crate::serve::shutdown_signal()).await?;
+    axum::serve(listener, router(client, system_namespace)).with_graceful_shutdown(crate::serve::shutdown_signal()).await?;
     Ok(())
 }
 
 /// The page and its API over `client`.
-pub(crate) fn router(client: Client) -> Router {
+pub(crate) fn router(client: Client, system_namespace: String) -> Router {
     let api = Router::new()
         .route("/v1/console", get(info))
         .route("/v1/functions", get(list))
@@ -73,37 +73,10 @@ pub(crate) fn router(client: Client) -> Router {
         .route("/v1/functions/{namespace}/{name}/traffic", axum::routing::put(traffic))
         .route("/v1/console/functions", post(create))
         .route("/v1/console/functions/{namespace}/{name}/source", get(source).put(set_source))
-        .route("/v1/logs", get(logs))
-        .with_state(Ctx { client });
+        .route("/v1/logs", get(nodes::logs))
+        .route("/v1/functions/{namespace}/{name}/invoke", post(nodes::invoke))
+        .with_state(Ctx { client, system_namespace });
     wasmfn_runtime::console_page(api)
-}
-
-/// A Kubernetes API error as the page shows it: its status and message (RBAC's names the user and verb).
-fn kube_error(e: kube::Error) -> Response {
-    let (status, message) = match &e {
-        kube::Error::Api(s) => (StatusCode::from_u16(s.code).unwrap_or(StatusCode::BAD_GATEWAY), s.message.clone()),
-        other => (StatusCode::BAD_GATEWAY, format!("the Kubernetes API: {other}")),
-    };
-    (status, Json(json!({ "error": message, "status": status.as_u16() }))).into_response()
-}
-
-fn condition<'a>(f: &'a Value, kind: &str) -> Option<&'a Value> {
-    f["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
-}
-
-/// `building`, `ready` or `failed`, and the message of a failure.
-fn state(f: &Value) -> (&'static str, Option<String>) {
-    let built = condition(f, "BuildSucceeded");
-    if let Some(c) = built.filter(|c| c["status"] == "False") {
-        return ("failed", c["message"].as_str().map(str::to_string));
-    }
-    match condition(f, "Ready") {
-        Some(c) if c["status"] == "True" => ("ready", None),
-        Some(c) if c["status"] == "False" && built.is_none_or(|b| b["status"] == "True") => {
-            ("failed", c["message"].as_str().map(str::to_string))
-        }
-        _ => ("building", None),
-    }
 }
 
 /// A Function as the page's list and function pages read it (the node's `FunctionInfo` shape, where it has one).
@@ -154,11 +127,6 @@ async fn list(State(ctx): State<Ctx>) -> Response {
         }
         Err(e) => kube_error(e),
     }
-}
-
-async fn get_value(ctx: &Ctx, namespace: &str, name: &str) -> Result<Value, kube::Error> {
-    let api: Api<FunctionResource> = Api::namespaced(ctx.client.clone(), namespace);
-    Ok(serde_json::to_value(api.get(name).await?).unwrap_or_default())
 }
 
 async fn one(State(ctx): State<Ctx>, Path((namespace, name)): Path<(String, String)>) -> Response {
@@ -287,43 +255,3 @@ async fn set_source(
     }
 }
 
-/// Build progress as log lines: the function's conditions, followed by polling (Server-Sent Events with
-/// `follow=true`), ending in `deployed …` or `build failed` as `wasmfn up`'s build output does.
-async fn logs(
-    State(ctx): State<Ctx>,
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    use axum::response::sse::{Event, Sse};
-    let (Some(namespace), Some(name)) = (q.get("namespace").cloned(), q.get("function").cloned()) else {
-        return Json(json!({ "lines": [], "next": 0 })).into_response();
-    };
-    if q.get("follow").is_none_or(|f| f != "true") {
-        return Json(json!({ "lines": [], "next": 0 })).into_response();
-    }
-    let stream = futures_util::stream::unfold((ctx, None::<String>, false), move |(ctx, last, done)| {
-        let (namespace, name) = (namespace.clone(), name.clone());
-        async move {
-            if done {
-                return None;
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(if last.is_none() { 0 } else { 2 })).await;
-            let f = get_value(&ctx, &namespace, &name).await.ok()?;
-            let (st, error) = state(&f);
-            let generation = f["metadata"]["generation"].as_i64().unwrap_or(0);
-            let observed = f["status"]["observedGeneration"].as_i64().unwrap_or(0);
-            let line = match (st, observed >= generation) {
-                ("ready", true) => format!("deployed {}", f["status"]["latestRevision"].as_str().unwrap_or(&name)),
-                ("failed", true) => format!("build failed: {}", error.unwrap_or_default()),
-                _ => format!("building {namespace}/{name} (generation {generation})"),
-            };
-            let end = line.starts_with("deployed") || line.starts_with("build failed");
-            let data = json!({ "namespace": namespace, "function": name, "revision": "", "requestId": "",
-                               "stream": "build", "line": line, "seq": 0, "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string() });
-            let event = (last.as_deref() != Some(line.as_str())).then(|| Event::default().data(data.to_string()));
-            Some((event, (ctx, Some(line), end)))
-        }
-    });
-    let events =
-        futures_util::StreamExt::filter_map(stream, |e| async move { e.map(Ok::<_, std::convert::Infallible>) });
-    Sse::new(events).into_response()
-}
