@@ -486,8 +486,14 @@ async fn the_cluster_console_lists_creates_and_shows_what_rbac_refuses() {
     // A test invocation goes through a node pod, by the API server's pod proxy to its ingress.
     let log = "INFO wasmfn::guest: function=default/hello request_id=r1 stream=stdout hello from the guest\nINFO other: function=default/other x\n";
     api.add_pod("wasmfn-system", "wasmfn-node-a", json!({"app.kubernetes.io/name": "wasmfn-node"}), log);
-    let logs: Value =
-        client.get(format!("{url}/v1/logs?namespace=default&function=hello")).send().await.unwrap().json().await.unwrap();
+    let logs: Value = client
+        .get(format!("{url}/v1/logs?namespace=default&function=hello"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let lines = logs["lines"].as_array().unwrap();
     assert_eq!(lines.len(), 1, "only this function's lines: {logs}");
     assert!(lines[0]["line"].as_str().unwrap().contains("hello from the guest"), "{logs}");

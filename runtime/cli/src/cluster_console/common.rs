@@ -55,4 +55,3 @@ pub(super) async fn get_value(ctx: &Ctx, namespace: &str, name: &str) -> Result<
     let api: Api<FunctionResource> = Api::namespaced(ctx.client.clone(), namespace);
     Ok(serde_json::to_value(api.get(name).await?).unwrap_or_default())
 }
-

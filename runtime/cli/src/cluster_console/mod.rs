@@ -59,7 +59,9 @@ pub(crate) async fn run(kube: &KubeArgs, listen: std::net::SocketAddr, system_na
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let url = format!("http://{}/", listener.local_addr()?);
     println!("wasmfn console: {url}");
-    axum::serve(listener, router(client, system_namespace)).with_graceful_shutdown(crate::serve::shutdown_signal()).await?;
+    axum::serve(listener, router(client, system_namespace))
+        .with_graceful_shutdown(crate::serve::shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -254,4 +256,3 @@ async fn set_source(
         Err(e) => kube_error(e),
     }
 }
-

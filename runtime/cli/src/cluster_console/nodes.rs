@@ -82,7 +82,8 @@ pub(super) async fn invoke(
     };
     let path = body["path"].as_str().filter(|p| p.starts_with('/')).unwrap_or("/");
     let method = body["method"].as_str().unwrap_or("POST");
-    let uri = format!("/api/v1/namespaces/{}/pods/{pod}:{INGRESS_PORT}/proxy/{namespace}/{name}{path}", ctx.system_namespace);
+    let uri =
+        format!("/api/v1/namespaces/{}/pods/{pod}:{INGRESS_PORT}/proxy/{namespace}/{name}{path}", ctx.system_namespace);
     let mut req = http::Request::builder().method(method).uri(uri);
     for h in body["headers"].as_array().into_iter().flatten() {
         if let (Some(k), Some(v)) = (h[0].as_str(), h[1].as_str()) {
