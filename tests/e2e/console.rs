@@ -511,6 +511,40 @@ async fn the_cluster_console_lists_creates_and_shows_what_rbac_refuses() {
     assert_eq!(called["body"], "POST via wasmfn-node-a /default/hello/greet hi");
     assert_eq!((called["revision"].as_str(), called["node"].as_str()), (Some("hello-1"), Some("wasmfn-node-a")));
 
+    // Charts and counters come from every node's admin API (by the pod proxy, with the admin token), summed.
+    api.add_pod("wasmfn-system", "wasmfn-node-b", json!({"app.kubernetes.io/name": "wasmfn-node"}), "");
+    api.proxy_answer("/series", 401, json!({"error": "a bearer token is required"}));
+    let locked = client.get(format!("{url}/v1/functions/default/hello/series")).send().await.unwrap();
+    assert_eq!(locked.status().as_u16(), 401, "the page asks for the token");
+    api.clear_proxy_answers();
+    let point = json!({"time": 1_000_020, "requests": 3, "errors": 1, "coldStarts": 0, "p50Ms": 1.0, "p99Ms": 5.0, "inFlight": 1});
+    api.proxy_answer("/series", 200, json!({"interval": 30.0, "points": [point]}));
+    let rev = json!({"name": "hello-1", "requests": 2, "errors": 0, "p50Ms": 1.0, "p99Ms": 3.0, "percent": 100});
+    api.proxy_answer("/revisions", 200, json!({"revisions": [rev]}));
+    let series: Value = client
+        .get(format!("{url}/v1/functions/default/hello/series"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p = &series["points"][0];
+    assert_eq!(
+        (&p["requests"], &p["errors"], &p["inFlight"], &p["p99Ms"]),
+        (&json!(6), &json!(2), &json!(2), &json!(5.0)),
+        "{series}"
+    );
+    assert_eq!(series["nodes"], 2);
+    assert!(
+        api.patches().iter().any(|(_, pod, q, _)| pod == "wasmfn-node-b" && q.contains("/series token=s3cret")),
+        "the token reaches the nodes as x-wasmfn-admin-token"
+    );
+    let revs: Value =
+        client.get(format!("{url}/v1/functions/default/hello/revisions")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(revs["revisions"][0]["requests"], 4, "{revs}");
+
     // RBAC says no: the page gets the API server's 403 and its message.
     api.forbid_writes(true);
     let refused = client

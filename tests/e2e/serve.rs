@@ -227,6 +227,11 @@ async fn admin_api_off_loopback_requires_a_token() {
     node.admin = ([127, 0, 0, 1], node.admin.port()).into();
     assert_eq!(node.admin_get("/v1/functions").await.0, 401);
     assert_eq!(node.admin_get("/healthz").await.0, 200, "probes stay open");
+    // The header the Kubernetes API server's pod proxy passes on (`wasmfn console` on a cluster).
+    let url = format!("http://{}/v1/functions", node.admin);
+    let by_header = |token: &'static str| node.client.get(&url).header("x-wasmfn-admin-token", token).send();
+    assert_eq!(by_header("s3cret").await.unwrap().status().as_u16(), 200);
+    assert_eq!(by_header("wrong").await.unwrap().status().as_u16(), 401);
     drop(node);
     let mut node =
         NodeProc::start_with(dir.path(), Options { config, token: Some("s3cret".into()), ..Default::default() });

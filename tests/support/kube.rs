@@ -36,6 +36,8 @@ struct Inner {
     logs: HashMap<String, String>,
     /// Applies are refused with 403, as RBAC refuses a user without `patch` on functions.
     forbid_writes: bool,
+    /// Pod-proxy answers: a path containing the needle gets the status and JSON.
+    proxy_answers: Vec<(String, u16, Value)>,
 }
 
 #[derive(Clone)]
@@ -185,6 +187,16 @@ impl FakeApi {
     /// A stored object.
     pub fn get(&self, name: &str) -> Option<Value> {
         self.shared.inner.lock().unwrap().objects.get(&("default".into(), name.into())).cloned()
+    }
+
+    /// Answers pod-proxy requests whose path contains `needle` with `status` and `body`.
+    pub fn proxy_answer(&self, needle: &str, status: u16, body: Value) {
+        self.shared.inner.lock().unwrap().proxy_answers.push((needle.into(), status, body));
+    }
+
+    /// Forgets the scripted pod-proxy answers.
+    pub fn clear_proxy_answers(&self) {
+        self.shared.inner.lock().unwrap().proxy_answers.clear();
     }
 
     /// Refuses (or allows again) every apply with 403, like RBAC without `patch`.
@@ -380,11 +392,20 @@ async fn pod_proxy(
     State(s): State<Shared>,
     method: http::Method,
     Path((ns, pod, rest)): Path<(String, String, String)>,
+    headers: http::HeaderMap,
     body: Bytes,
 ) -> Response {
     // `NAME:PORT`.
     let pod = pod.split(':').next().unwrap_or_default().to_string();
-    s.inner.lock().unwrap().patches.push((ns, pod.clone(), format!("proxy {method} /{rest}"), Value::Null));
+    let token = headers.get("x-wasmfn-admin-token").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let scripted = {
+        let mut inner = s.inner.lock().unwrap();
+        inner.patches.push((ns, pod.clone(), format!("proxy {method} /{rest} token={token}"), Value::Null));
+        inner.proxy_answers.iter().find(|(needle, _, _)| rest.contains(needle.as_str())).cloned()
+    };
+    if let Some((_, status, value)) = scripted {
+        return (http::StatusCode::from_u16(status).unwrap(), axum::Json(value)).into_response();
+    }
     let function = rest.split('/').nth(1).unwrap_or("?").to_string();
     let text = format!("{method} via {pod} /{rest} {}", String::from_utf8_lossy(&body));
     ([("x-wasmfn-revision", format!("{function}-1")), ("x-request-id", "proxied-1".to_string())], text).into_response()

@@ -57,8 +57,13 @@ pub(crate) fn router(node: Node, extra: Router) -> Router {
         let token = token.clone();
         async move {
             if let Some(token) = token {
-                let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                if !given.and_then(|g| g.strip_prefix("Bearer ")).is_some_and(|g| same_secret(g, &token)) {
+                // `x-wasmfn-admin-token` too: the Kubernetes API server's pod proxy (`wasmfn console` on a cluster)
+                // uses `Authorization` itself and does not pass it on.
+                let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                let given = bearer
+                    .and_then(|g| g.strip_prefix("Bearer "))
+                    .or_else(|| headers.get("x-wasmfn-admin-token").and_then(|v| v.to_str().ok()));
+                if !given.is_some_and(|g| same_secret(g, &token)) {
                     return error(StatusCode::UNAUTHORIZED, "a bearer token is required".into());
                 }
             }

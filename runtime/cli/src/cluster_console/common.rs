@@ -55,3 +55,13 @@ pub(super) async fn get_value(ctx: &Ctx, namespace: &str, name: &str) -> Result<
     let api: Api<FunctionResource> = Api::namespaced(ctx.client.clone(), namespace);
     Ok(serde_json::to_value(api.get(name).await?).unwrap_or_default())
 }
+
+/// The node pods, running ones first.
+pub(super) async fn node_pods(ctx: &Ctx) -> Result<Vec<String>, kube::Error> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.system_namespace);
+    let mut list = pods.list(&kube::api::ListParams::default().labels(NODE_SELECTOR)).await?.items;
+    let running = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    list.sort_by_key(|p| !running(p));
+    Ok(list.into_iter().filter_map(|p| p.metadata.name).collect())
+}

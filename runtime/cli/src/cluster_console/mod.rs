@@ -21,6 +21,7 @@ use wasmfn_api::FunctionResource;
 
 mod common;
 mod nodes;
+mod stats;
 
 use common::{Ctx, get_value, kube_error, state};
 
@@ -71,7 +72,8 @@ pub(crate) fn router(client: Client, system_namespace: String) -> Router {
         .route("/v1/console", get(info))
         .route("/v1/functions", get(list))
         .route("/v1/functions/{namespace}/{name}", get(one).delete(remove))
-        .route("/v1/functions/{namespace}/{name}/revisions", get(revisions))
+        .route("/v1/functions/{namespace}/{name}/revisions", get(stats::revisions))
+        .route("/v1/functions/{namespace}/{name}/series", get(stats::series))
         .route("/v1/functions/{namespace}/{name}/traffic", axum::routing::put(traffic))
         .route("/v1/console/functions", post(create))
         .route("/v1/console/functions/{namespace}/{name}/source", get(source).put(set_source))
@@ -142,21 +144,6 @@ async fn remove(State(ctx): State<Ctx>, Path((namespace, name)): Path<(String, S
     let api: Api<FunctionResource> = Api::namespaced(ctx.client.clone(), &namespace);
     match api.delete(&name, &DeleteParams::default()).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => kube_error(e),
-    }
-}
-
-async fn revisions(State(ctx): State<Ctx>, Path((namespace, name)): Path<(String, String)>) -> Response {
-    match get_value(&ctx, &namespace, &name).await {
-        // The cluster keeps no per-revision counters: the latest revision, with what the nodes report.
-        Ok(f) => {
-            let revs: Vec<Value> = f["status"]["latestRevision"]
-                .as_str()
-                .map(|r| json!({ "name": r, "percent": 100, "latest": true, "ready": state(&f).0 == "ready" }))
-                .into_iter()
-                .collect();
-            Json(json!({ "revisions": revs })).into_response()
-        }
         Err(e) => kube_error(e),
     }
 }

@@ -1,7 +1,7 @@
 //! What `wasmfn console` reads from the nodes, through the API server: test invocations by the pod proxy to a
 //! node's ingress, the nodes' log lines about a function, and its build progress from its conditions.
 
-use super::common::{Ctx, INGRESS_PORT, MAX_BODY, NODE_SELECTOR, get_value, kube_error, state};
+use super::common::{Ctx, INGRESS_PORT, MAX_BODY, NODE_SELECTOR, get_value, kube_error, node_pods, state};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -57,11 +57,7 @@ pub(super) async fn logs(
 
 /// A running node pod, to send test invocations through.
 async fn node_pod(ctx: &Ctx) -> Result<Option<String>, kube::Error> {
-    use k8s_openapi::api::core::v1::Pod;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.system_namespace);
-    let list = pods.list(&ListParams::default().labels(NODE_SELECTOR)).await?;
-    let running = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-    Ok(list.items.iter().find(|p| running(p)).or(list.items.first()).and_then(|p| p.metadata.name.clone()))
+    Ok(node_pods(ctx).await?.into_iter().next())
 }
 
 /// A test invocation through a node's ingress, by the API server's pod proxy (so it needs `pods/proxy` in the
