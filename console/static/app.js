@@ -88,7 +88,7 @@ async function listPage(filter = '') {
     const q = input.value.trim().toLowerCase();
     body.replaceChildren(...rows.filter((r) => `${r.namespace}/${r.name}`.includes(q)).map((r) => {
       const total = r.requests ?? 0;
-      const errors = Object.entries(r.codes ?? {}).filter(([c]) => c >= 500).reduce((a, [, n]) => a + n, 0);
+      const errors = r.errors ?? 0;
       return h('tr', { 'data-function': `${r.namespace}/${r.name}` },
         h('td', {}, r.namespace),
         h('td', {}, h('a', { href: `#/fn/${r.namespace}/${r.name}/code` }, r.name)),
@@ -96,7 +96,7 @@ async function listPage(filter = '') {
         h('td', {}, r.latestReadyRevision ?? '-'),
         h('td', {}, r.urls?.[0] ? h('a', { href: r.urls[1] ?? r.urls[0] }, r.urls[0]) : '-'),
         h('td', {}, total), h('td', {}, pct(errors, total)),
-        h('td', {}, r.p50Ms != null ? `${r.p50Ms} / ${r.p99Ms} ms` : '-'),
+        h('td', {}, r.p50Ms != null ? `${r.p50Ms.toFixed(1)} / ${r.p99Ms.toFixed(1)} ms` : '-'),
         h('td', {}, r.coldStarts ?? 0),
         h('td', { class: 'error' }, r.error ?? ''));
     }));

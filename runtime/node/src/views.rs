@@ -39,6 +39,12 @@ pub struct FunctionInfo {
     pub queued: i64,
     /// Requests answered.
     pub requests: u64,
+    /// Of which 5xx, over the retained revisions.
+    pub errors: u64,
+    /// Median latency of the latest ready revision (ms), once it served a request.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile of the latest ready revision (ms).
+    pub p99_ms: Option<f64>,
     /// Requests that loaded code into memory first.
     pub cold_starts: u64,
     /// Requests served by code already in memory.
@@ -181,6 +187,9 @@ pub(crate) fn info(service: &Service, urls: &Urls<'_>) -> FunctionInfo {
         in_flight: st.revisions.iter().map(|r| r.gate.in_flight() as i64).sum(),
         queued: r.gate.queued() as i64,
         requests: s.total(),
+        errors: st.revisions.iter().map(|r| r.counters.errors()).sum(),
+        p50_ms: st.revision(st.ready).and_then(|r| ms(r.counters.latency().quantile(0.5))),
+        p99_ms: st.revision(st.ready).and_then(|r| ms(r.counters.latency().quantile(0.99))),
         cold_starts: s.cold.get(),
         warm_starts: s.warm.load(Ordering::Relaxed),
         loaded: st.revisions.iter().any(|r| r.loaded().is_some()),
