@@ -132,6 +132,15 @@ async fn the_console_creates_builds_tests_logs_and_rolls_out_a_function() {
     .await;
     println!("first render {rendered:.0} ms after navigation started");
     c.goto(&format!("{admin}/#/new")).await.unwrap();
+    find(&c, "#new-name").await;
+    // Keyboard: the form starts on its first field, and Tab moves through the fields in order.
+    let focused = |c: &Client| {
+        let c = c.clone();
+        async move { c.active_element().await.unwrap().attr("id").await.unwrap().unwrap_or_default() }
+    };
+    assert_eq!(focused(&c).await, "new-name");
+    c.active_element().await.unwrap().send_keys("\u{E004}").await.unwrap();
+    assert_eq!(focused(&c).await, "new-namespace");
     find(&c, "#new-name").await.send_keys("hello-console").await.unwrap();
     find(&c, "#new-template option[value='js']").await.click().await.unwrap();
     find(&c, "#create").await.click().await.unwrap();
