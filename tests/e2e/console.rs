@@ -275,7 +275,12 @@ async fn the_console_creates_builds_tests_logs_and_rolls_out_a_function() {
 
     c.goto(&format!("{admin}/")).await.unwrap();
     text_with(&c, "main", "hello-py", Duration::from_secs(10)).await;
-    // The list: state, revision, requests and latency per function.
+    // The list: state, revision, requests and latency per function (of the revision serving, which the
+    // redeploys above made the newest: it answers twice first).
+    for _ in 0..2 {
+        assert_eq!(node.get(&node.url("default", "hello-console", "/")).await.0, 200);
+    }
+    c.refresh().await.unwrap();
     let row = text_with(&c, "[data-function='default/hello-console']", " ms", Duration::from_secs(10)).await;
     assert!(row.contains("ready") && row.contains("hello-console-"), "{row}");
     screenshot(&c, "list").await;

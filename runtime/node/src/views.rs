@@ -41,9 +41,9 @@ pub struct FunctionInfo {
     pub requests: u64,
     /// Of which 5xx, over the retained revisions.
     pub errors: u64,
-    /// Median latency of the latest ready revision (ms), once it served a request.
+    /// Median latency of the revision taking the largest share of the traffic (ms), once it served a request.
     pub p50_ms: Option<f64>,
-    /// 99th percentile of the latest ready revision (ms).
+    /// 99th percentile of that revision (ms).
     pub p99_ms: Option<f64>,
     /// Requests that loaded code into memory first.
     pub cold_starts: u64,
@@ -174,6 +174,8 @@ pub(crate) fn info(service: &Service, urls: &Urls<'_>) -> FunctionInfo {
     let r = service.latest();
     let meta = &st.function.metadata;
     let s = &r.stats;
+    // Latency is the revision taking the largest share of the traffic now.
+    let main = service.shares.iter().filter(|sh| sh.percent > 0).max_by_key(|sh| sh.percent).map(|sh| &sh.revision);
     FunctionInfo {
         namespace: meta.namespace.clone(),
         name: meta.name.clone(),
@@ -188,8 +190,8 @@ pub(crate) fn info(service: &Service, urls: &Urls<'_>) -> FunctionInfo {
         queued: r.gate.queued() as i64,
         requests: s.total(),
         errors: st.revisions.iter().map(|r| r.counters.errors()).sum(),
-        p50_ms: st.revision(st.ready).and_then(|r| ms(r.counters.latency().quantile(0.5))),
-        p99_ms: st.revision(st.ready).and_then(|r| ms(r.counters.latency().quantile(0.99))),
+        p50_ms: main.and_then(|r| ms(r.counters.latency().quantile(0.5))),
+        p99_ms: main.and_then(|r| ms(r.counters.latency().quantile(0.99))),
         cold_starts: s.cold.get(),
         warm_starts: s.warm.load(Ordering::Relaxed),
         loaded: st.revisions.iter().any(|r| r.loaded().is_some()),
