@@ -167,3 +167,46 @@ pub async fn delete(name: &str, args: &AdminArgs) -> anyhow::Result<()> {
     println!("deleted {}/{name}", args.namespace);
     Ok(())
 }
+
+/// `wasmfn events [-A]`: the event types the node's brokers have seen, with counts, fields and a sample.
+pub async fn events(args: &AdminArgs, all: bool, as_json: bool) -> anyhow::Result<()> {
+    let path =
+        if all { "/v1/events/types".to_string() } else { format!("/v1/events/types?namespace={}", args.namespace) };
+    let body = args.json(Method::GET, &path, None).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<40} {:<28} {:>7}  {:<24}  FIELDS / SAMPLE",
+        "NAMESPACE", "TYPE", "SOURCE", "COUNT", "LAST SEEN"
+    );
+    for (ns, seen) in body["namespaces"].as_object().into_iter().flatten() {
+        for t in seen["types"].as_array().into_iter().flatten() {
+            let fields: Vec<String> = t["fields"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or("?")))
+                .collect();
+            let detail = if t["sensitive"] == true {
+                "(sensitive: no sample)".to_string()
+            } else if !fields.is_empty() {
+                fields.join(" ")
+            } else {
+                t["sample"].as_str().unwrap_or("").chars().take(60).collect()
+            };
+            println!(
+                "{ns:<12} {:<40} {:<28} {:>7}  {:<24}  {detail}",
+                t["type"].as_str().unwrap_or(""),
+                t["source"].as_str().unwrap_or(""),
+                t["count"],
+                t["lastSeen"].as_str().unwrap_or("")
+            );
+        }
+        if let Some(n) = seen["untracked"].as_u64().filter(|n| *n > 0) {
+            println!("{ns:<12} ({n} events of types past the {} kept)", 1000);
+        }
+    }
+    Ok(())
+}

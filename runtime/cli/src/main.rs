@@ -201,6 +201,17 @@ enum Command {
         #[command(flatten)]
         admin: admin::AdminArgs,
     },
+    /// The event types a running node's brokers have seen: type, source, count, last seen, fields, a sample.
+    Events {
+        /// Every namespace, not only `--namespace`.
+        #[arg(long, short = 'A')]
+        all_namespaces: bool,
+        /// Print the admin API's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
     /// Delete a function from a running `wasmfn up`/`serve`.
     Delete {
         /// The function.
@@ -369,6 +380,7 @@ fn main() -> anyhow::Result<()> {
                 client::logs(&name, &admin, follow, revision.as_deref(), request.as_deref()).await
             }
             Command::Delete { name, admin } => client::delete(&name, &admin).await,
+            Command::Events { all_namespaces, json, admin } => client::events(&admin, all_namespaces, json).await,
             Command::New { .. } | Command::Import { .. } => unreachable!("handled above"),
         }
     })

@@ -62,6 +62,8 @@ pub struct NodeConfig {
     /// Event deliveries (each holding its event, retrying for up to minutes) the node takes at once from its
     /// broker; one namespace holds at most `fair-share` percent of them.
     pub max_event_deliveries: usize,
+    /// Event types whose payloads the broker's type registry never samples: a type, or a prefix ending in `*`.
+    pub sensitive_event_types: Vec<String>,
     /// Let guests' outgoing HTTP reach loopback addresses (off: the admin API listens there).
     pub allow_loopback_egress: bool,
     /// Networks (CIDRs) guests may reach although the egress policy prohibits them by default: private
@@ -188,6 +190,7 @@ impl Default for NodeConfig {
             memory_budget: None,
             fair_share: 50,
             max_event_deliveries: 10_000,
+            sensitive_event_types: Vec::new(),
             component_dirs: Vec::new(),
             allow_loopback_egress: false,
             egress_allow: Vec::new(),

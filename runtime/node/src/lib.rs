@@ -55,6 +55,7 @@ pub use blobs::{Blobs, Digest};
 pub use config::{ConfigError, GuestLogConfig, NodeConfig, PoolConfig, RegistryConfig};
 pub use engine::AllocatorKind;
 pub use error::{Cause, Error};
+pub use events::types::EventType;
 pub use host::MemoryLimitExceeded;
 pub use node::Node;
 pub use series::Point;

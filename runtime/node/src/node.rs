@@ -77,8 +77,12 @@ impl Node {
         let budget = MemoryBudget::new(config.memory_budget(), config.fair_share);
         let admission = Admission::new(config.pool.instances, budget.clone(), config.fair_share);
         let executor = Arc::new(Executor::new(code.clone(), admission, policy.clone(), alarm, idle));
-        let limits =
-            BusLimits { deliveries: config.max_event_deliveries, share: config.fair_share, budget: budget.clone() };
+        let limits = BusLimits {
+            deliveries: config.max_event_deliveries,
+            share: config.fair_share,
+            budget: budget.clone(),
+            sensitive_types: config.sensitive_event_types.clone(),
+        };
         let events = Arc::new(EventBus::new(table.clone(), executor.clone(), metrics.clone(), egress.clone(), limits));
         let publisher: std::sync::Weak<dyn crate::egress::Publish> =
             Arc::downgrade(&events) as std::sync::Weak<EventBus>;
@@ -146,6 +150,15 @@ impl Node {
     /// Every function in the table.
     pub fn list(&self) -> Vec<FunctionInfo> {
         self.inner.table.load().functions.values().map(|s| self.info(s)).collect()
+    }
+
+    /// The event types the brokers have seen, by namespace (one, or all with `None`), with the count of events
+    /// of types not kept.
+    pub fn event_types(
+        &self,
+        namespace: Option<&str>,
+    ) -> std::collections::BTreeMap<String, (Vec<crate::events::types::EventType>, u64)> {
+        self.inner.events.types.list(namespace)
     }
 
     /// The last hour of a function's activity (the console's charts); `None` when there is no such function.

@@ -33,6 +33,7 @@ pub(super) fn routes() -> Router<Node> {
         .route("/v1/functions/{namespace}/{name}/invoke", post(invoke))
         .route("/v1/functions/{namespace}/{name}/series", get(series))
         .route("/v1/cron", get(cron))
+        .route("/v1/events/types", get(event_types))
 }
 
 /// `GET /v1/logs?namespace=&function=&revision=&request=&since=&limit=&follow=`.
@@ -120,6 +121,18 @@ async fn cron(Query(q): Query<CronQuery>) -> Response {
         }
     }
     axum::Json(json!({ "next": next, "timezone": tz.name() })).into_response()
+}
+
+/// `GET /v1/events/types?namespace=`: the event types the brokers have seen (issue 20): `{"namespaces": {ns:
+/// {"types": [...], "untracked": n}}}`.
+async fn event_types(State(node): State<Node>, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let namespace = q.get("namespace").map(String::as_str).filter(|n| !n.is_empty());
+    let by_ns: serde_json::Map<String, serde_json::Value> = node
+        .event_types(namespace)
+        .into_iter()
+        .map(|(ns, (types, untracked))| (ns, json!({ "types": types, "untracked": untracked })))
+        .collect();
+    axum::Json(json!({ "namespaces": by_ns })).into_response()
 }
 
 /// The last hour of the function's activity: `{"interval": seconds, "points": [...]}`.

@@ -117,6 +117,7 @@ impl EventBus {
         let mut matched = 0;
         for (event, targets) in events.into_iter().zip(plans) {
             self.count_broker_event(namespace);
+            self.types.record(namespace, &event);
             for target in targets {
                 matched += 1;
                 self.spawn_delivery(target, event.clone(), permits.next());
@@ -191,6 +192,7 @@ impl EventBus {
 
     /// Delivers an event to every matching broker trigger of `namespace`, all or none; how many, or why not.
     fn dispatch(self: &Arc<Self>, namespace: &str, event: Event) -> Result<usize, String> {
+        self.types.record(namespace, &event);
         let targets = self.matching(namespace, &event);
         let slots = self.delivery_slots(namespace, vec![event_size(&event); targets.len()])?;
         self.count_broker_event(namespace);

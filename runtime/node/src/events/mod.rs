@@ -10,6 +10,7 @@
 mod broker;
 mod delivery;
 mod sources;
+pub(crate) mod types;
 
 use crate::budget::MemoryBudget;
 use crate::egress::EgressPolicy;
@@ -43,6 +44,8 @@ pub(crate) struct EventBus {
     nats: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
     /// Where dead-letter sinks and NATS servers may be: the guests' egress policy.
     egress: EgressPolicy,
+    /// The event types each namespace's broker has seen.
+    pub(crate) types: types::EventTypes,
 }
 
 impl EventBus {
@@ -65,6 +68,7 @@ impl EventBus {
             budget: limits.budget,
             nats: tokio::sync::Mutex::default(),
             egress,
+            types: types::EventTypes::new(limits.sensitive_types),
         }
     }
 }
@@ -77,6 +81,8 @@ pub(crate) struct BusLimits {
     pub(crate) share: u8,
     /// The node's memory budget, which holds every accepted event's bytes until its deliveries end.
     pub(crate) budget: MemoryBudget,
+    /// Event types the type registry never samples.
+    pub(crate) sensitive_types: Vec<String>,
 }
 
 /// The extension counting how many function replies led to an event. Only the node sets it.
