@@ -148,6 +148,20 @@ fn print_rollout(info: &Value) {
     }
 }
 
+/// Prints `rows` under `header`, each column as wide as its widest cell.
+pub(crate) fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let widths: Vec<usize> =
+        (0..N).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let line = |cells: &[&str]| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header);
+    for r in rows {
+        line(&r.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
 /// `wasmfn revisions NAME`.
 pub async fn revisions(name: &str, args: &AdminArgs, as_json: bool) -> anyhow::Result<()> {
     let body = args.call(reqwest::Method::GET, name, "/revisions", None).await?;
@@ -184,17 +198,7 @@ pub async fn revisions(name: &str, args: &AdminArgs, as_json: bool) -> anyhow::R
         })
         .collect();
     let header = ["REVISION", "TRAFFIC", "TAGS", "REQUESTS", "ERRORS", "P50", "P99", "CREATED", "DIGEST"];
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
-        .collect();
-    let line = |cells: &[&str]| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(&header);
-    for r in &rows {
-        line(&r.iter().map(String::as_str).collect::<Vec<_>>());
-    }
+    print_table(&header, &rows);
     for r in body["revisions"].as_array().into_iter().flatten() {
         if let Some(f) = r["failure"].as_str() {
             println!("{} failed: {f}", r["name"].as_str().unwrap_or("?"));

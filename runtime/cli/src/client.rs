@@ -36,17 +36,7 @@ pub async fn ls(args: &AdminArgs, all: bool, as_json: bool) -> anyhow::Result<()
         })
         .collect();
     let header = ["NAMESPACE", "NAME", "REVISION", "STATUS", "REQUESTS", "COLD", "URL"];
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
-        .collect();
-    let line = |cells: &[&str]| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(&header);
-    for r in &rows {
-        line(&r.iter().map(String::as_str).collect::<Vec<_>>());
-    }
+    crate::admin::print_table(&header, &rows);
     Ok(())
 }
 

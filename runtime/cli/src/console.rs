@@ -173,11 +173,12 @@ async fn write(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
-    name: String,
+/// `POST …/functions`: a new function from a template (the embedded and the cluster console alike).
+pub(crate) struct CreateBody {
+    pub(crate) name: String,
     #[serde(default = "default_namespace")]
-    namespace: String,
-    template: String,
+    pub(crate) namespace: String,
+    pub(crate) template: String,
 }
 
 fn default_namespace() -> String {

@@ -6,6 +6,7 @@
 //! (a 403 names what RBAC refused), for the page to show.
 
 use crate::cluster::KubeArgs;
+use crate::console::CreateBody;
 use anyhow::Context as _;
 use axum::Json;
 use axum::Router;
@@ -15,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use wasmfn_api::FunctionResource;
 
@@ -166,19 +166,6 @@ async fn traffic(
         Ok(f) => Json(info_of(&f)).into_response(),
         Err(e) => kube_error(e),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    name: String,
-    #[serde(default = "default_namespace")]
-    namespace: String,
-    template: String,
-}
-
-fn default_namespace() -> String {
-    "default".into()
 }
 
 async fn create(State(ctx): State<Ctx>, Json(body): Json<CreateBody>) -> Response {
